@@ -1,0 +1,2 @@
+//! The `flotilla` binary. Being written.
+fn main() {}

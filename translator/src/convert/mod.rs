@@ -1,0 +1,1 @@
+//! Compose model to Kubernetes objects. Being written.

@@ -1,0 +1,1 @@
+//! `.env` files (compose-go `dotenv/`). Being written.

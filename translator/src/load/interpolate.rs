@@ -1,0 +1,1 @@
+//! Variable interpolation (compose-spec `12-interpolation.md`). Being written.

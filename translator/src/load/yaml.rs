@@ -1,0 +1,1 @@
+//! Located YAML trees. Being written.

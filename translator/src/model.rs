@@ -1,0 +1,1 @@
+//! The typed compose model. Being written.
