@@ -1,2 +1,39 @@
-//! The `flotilla` binary. Being written.
-fn main() {}
+//! The `flotilla` binary: parses the command line, dispatches to one small function per command, and
+//! decides the exit code. Business logic lives in the library crates.
+//!
+//! Exit codes: 0 success (warnings may have been printed), 1 the input was refused (errors printed as
+//! `error: FILE:LINE:COL: key: message`), 2 the command line was wrong (clap's own code).
+
+mod args;
+mod commands;
+mod project;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = args::Cli::parse();
+    let result = match cli.command {
+        args::Command::Config(a) => commands::config::run(&a),
+        args::Command::Convert(a) => commands::convert::run(&a),
+        args::Command::Explain(a) => commands::explain::run(&a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(commands::Failure::Refused(errors)) => {
+            let mut stderr = std::io::stderr().lock();
+            for e in errors.0 {
+                let _ = writeln!(stderr, "{e}");
+            }
+            ExitCode::from(1)
+        }
+        // A closed pipe (`flotilla convert | head`) is not a failure.
+        Err(commands::Failure::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(commands::Failure::Io(e)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

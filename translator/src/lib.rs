@@ -15,4 +15,5 @@ pub mod convert;
 pub mod diag;
 pub mod load;
 pub mod model;
+pub mod project;
 pub mod source;

@@ -1,16 +1,271 @@
 //! Loading a compose project the way Docker Compose v2 (compose-go) does.
 //!
-//! The pipeline, in compose-go's order (see its `parsing.md`):
-//! 1. [`discover`]: which files, which project directory, which project name;
-//! 2. [`yaml`]: each file parsed into a located [`yaml::Node`] tree (anchors resolved, `<<` merged,
-//!    `!reset`/`!override` tags kept);
-//! 3. [`dotenv`] + [`interpolate`]: `.env`/`--env-file` read, then every string interpolated;
-//! 4. [`schema`]: each file validated against the Compose JSON schema, errors at `file:line:col`;
-//! 5. [`extends`], [`include`], [`merge`]: the files combined by the compose-spec merge rules;
-//! 6. [`profiles`]: services outside the active profiles dropped;
-//! 7. [`normalize`]: short syntax rewritten to the canonical long form with compose's defaults;
-//! 8. the result converted to JSON (recording a [`SourceMap`]) and decoded into the typed [`Project`].
+//! The pipeline, in compose-go's order (`loader/loader.go`):
+//! 1. [`discover`]: which files, which project directory, which variables, which name;
+//! 2. per file: [`yaml`] parses it into a located [`yaml::Node`] tree (anchors resolved, `<<` merged,
+//!    `!reset`/`!override` kept); [`substitute`] interpolates every string; [`include`] and [`extends`]
+//!    pull in other files; [`merge`] folds it into what earlier files said and [`unicity`] removes
+//!    duplicates; [`schema`] validates the result; [`canonical`] rewrites short syntax to the long form;
+//! 3. once: defaults, relative paths resolved ([`paths`]), `environment` entries without a value looked
+//!    up ([`environment`]), names and implicit dependencies added ([`normalize`]), [`profiles`] applied,
+//!    and the whole project checked ([`consistency`]);
+//! 4. [`sourcemap`] turns the tree into JSON plus a [`SourceMap`], and the JSON is decoded into the typed
+//!    [`Project`].
+//!
+//! Errors come back as [`Diagnostic`]s at `file:line:col`; nothing is printed here.
 
+pub mod canonical;
+pub mod consistency;
+pub mod discover;
 pub mod dotenv;
+pub mod env_files;
+pub mod environment;
+pub mod extends;
+pub mod include;
 pub mod interpolate;
+pub mod merge;
+pub mod normalize;
+pub mod paths;
+pub mod profiles;
+pub mod schema;
+pub mod sourcemap;
+pub mod substitute;
+pub mod tree;
+pub mod unicity;
+pub mod units;
 pub mod yaml;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::diag::{Diagnostic, Errors};
+use crate::model::Project;
+use crate::source::SourceMap;
+pub use discover::{Environment, Request};
+use yaml::{Node, Value};
+
+/// A loaded project: the typed model, the canonical JSON it was decoded from, and where every value
+/// came from.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    pub project: Project,
+    /// The canonical model, with `env_file` entries kept (the converter turns them into ConfigMaps). As in
+    /// compose's canonical form, every literal `$` of a value is written `$$`.
+    pub json: serde_json::Value,
+    pub sources: SourceMap,
+    /// The compose files, in merge order.
+    pub files: Vec<PathBuf>,
+    pub working_dir: PathBuf,
+    /// The variables interpolation saw.
+    pub environment: Environment,
+    /// Services that the selected profiles left out.
+    pub disabled_services: Vec<String>,
+    /// Things compose accepts but warns about (an obsolete `version:`, ...).
+    pub warnings: Vec<Diagnostic>,
+}
+
+impl Loaded {
+    /// What `docker compose config --format json` prints: `env_file` contents merged into
+    /// `environment` (service values win) and the `env_file` key dropped.
+    pub fn config_json(&self) -> Result<serde_json::Value, Errors> {
+        let mut json = self.json.clone();
+        env_files::merge_into_environment(&mut json, &self.environment, &self.sources)?;
+        Ok(json)
+    }
+}
+
+/// Compose's canonical form writes every literal `$` as `$$`, so the output can be loaded again.
+pub fn escape_dollars(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::String(s) if s.contains('$') => *s = s.replace('$', "$$"),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(escape_dollars),
+        serde_json::Value::Object(map) => map.values_mut().for_each(escape_dollars),
+        _ => {}
+    }
+}
+
+/// Loads the project `request` describes.
+pub fn load(request: &Request) -> Result<Loaded, Errors> {
+    let found = discover::discover(request)?;
+    let mut environment = found.environment.clone();
+    let name = match &found.explicit_name {
+        Some(name) => name.clone(),
+        None => name_from_files(&found.files, &environment)?.unwrap_or_else(|| found.directory_name.clone()),
+    };
+    if name.is_empty() {
+        return Err(Diagnostic::error(None, "name", "project name must not be empty")
+            .with_hint("pass one with -p or set `name:` in the compose file")
+            .into());
+    }
+    environment.insert("COMPOSE_PROJECT_NAME".into(), name.clone());
+
+    let mut loader = FileLoader { environment: environment.clone(), warnings: Vec::new() };
+    let mut root = loader.load_model(&found.files, &found.working_dir, &mut Vec::new())?;
+    if root.as_map().is_none_or(|m| m.is_empty()) {
+        let file = found.files[0].display().to_string();
+        return Err(Diagnostic::error(None, "", format!("empty compose file {file}"))
+            .with_hint("a compose file needs at least a `services:` key")
+            .into());
+    }
+    let name_loc = root.loc.clone();
+    if let Some(map) = root.as_map_mut() {
+        // The resolved name replaces whatever `name:` said; it goes first, like compose prints it.
+        map.shift_remove("name");
+        map.shift_insert(
+            0,
+            "name".into(),
+            yaml::Entry { key_loc: name_loc.clone(), node: Node::string(name.clone(), name_loc) },
+        );
+    }
+    let lookup = |k: &str| environment.get(k).cloned();
+    normalize::normalize(&mut root, &lookup)?;
+    let disabled_services = profiles::apply(&mut root, &found.profiles);
+    consistency::check(&root, &disabled_services)?;
+
+    let (mut json, sources) = sourcemap::to_json(&root);
+    // A missing required env file is a load error, as in compose, even though only `config` and the
+    // converter read the files' contents.
+    let mut missing = Vec::new();
+    for (service, value) in json.get("services").and_then(serde_json::Value::as_object).into_iter().flatten() {
+        if let Err(e) = env_files::read_all(value, &environment, &sources, &format!("services/{service}")) {
+            missing.push(e);
+        }
+    }
+    if !missing.is_empty() {
+        return Err(Errors(missing));
+    }
+    escape_dollars(&mut json);
+    let project = crate::model::from_json(json.clone()).map_err(|e| {
+        Diagnostic::error(None, "", format!("internal error: the canonical model does not decode: {e}"))
+            .with_hint("this is a bug in flotilla; please report it with the compose file")
+    })?;
+    Ok(Loaded {
+        project,
+        json,
+        sources,
+        files: found.files,
+        working_dir: found.working_dir,
+        environment,
+        disabled_services,
+        warnings: loader.warnings,
+    })
+}
+
+/// The last non-empty top-level `name:` of the files, interpolated and normalised.
+fn name_from_files(files: &[PathBuf], environment: &Environment) -> Result<Option<String>, Diagnostic> {
+    let mut name = None;
+    for file in files {
+        let node = parse_file(file)?;
+        if let Some(n) = node.get("name").filter(|n| n.as_str().is_some_and(|s| !s.is_empty())) {
+            name = Some(n.clone());
+        }
+    }
+    let Some(mut node) = name else { return Ok(None) };
+    let lookup = |k: &str| environment.get(k).cloned();
+    substitute::substitute(&mut node, &lookup)?;
+    let written = node.as_str().unwrap_or_default();
+    let normalized = discover::normalize_project_name(written);
+    Ok((!normalized.is_empty()).then_some(normalized))
+}
+
+fn parse_file(file: &Path) -> Result<Node, Diagnostic> {
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        Diagnostic::error(None, "", format!("failed to read {}: {e}", file.display()))
+            .with_hint("check the path and its permissions")
+    })?;
+    let name: Arc<str> = Arc::from(display_path(file));
+    yaml::parse(&text, &name)
+}
+
+/// Paths in messages are relative to the current directory when they are below it, as people typed them.
+pub fn display_path(file: &Path) -> String {
+    std::env::current_dir()
+        .ok()
+        .and_then(|cwd| file.strip_prefix(cwd).ok().map(|p| p.display().to_string()))
+        .unwrap_or_else(|| file.display().to_string())
+}
+
+/// Loads files into one merged tree. Kept as a struct because `include` and `extends` load other files
+/// recursively with the same rules.
+struct FileLoader {
+    environment: Environment,
+    warnings: Vec<Diagnostic>,
+}
+
+impl FileLoader {
+    /// compose-go's `loadYamlModel`: every file merged in order, then defaults, paths and `environment`.
+    fn load_model(&mut self, files: &[PathBuf], working_dir: &Path, included: &mut Vec<PathBuf>) -> Result<Node, Diagnostic> {
+        let mut root = None;
+        for file in files {
+            root = Some(self.load_file(file, working_dir, root, included)?);
+        }
+        let mut root = root.unwrap_or_else(|| Node::new(Value::Map(Default::default()), empty_location()));
+        canonical::set_default_values(&mut root);
+        paths::resolve_relative_paths(&mut root, working_dir, self.environment.get("HOME").map(String::as_str))?;
+        let lookup = |k: &str| self.environment.get(k).cloned();
+        environment::resolve_environment(&mut root, &lookup);
+        Ok(root)
+    }
+
+    /// compose-go's `loadYamlFile`: one file interpolated, its includes and extends applied, merged into
+    /// `base`, validated and made canonical.
+    fn load_file(
+        &mut self,
+        file: &Path,
+        working_dir: &Path,
+        base: Option<Node>,
+        included: &mut Vec<PathBuf>,
+    ) -> Result<Node, Diagnostic> {
+        let mut node = parse_file(file)?;
+        if node.is_null() {
+            return Ok(base.unwrap_or(node));
+        }
+        if node.as_map().is_none() {
+            return Err(Diagnostic::error(Some(node.loc.clone()), "", "top-level object must be a mapping")
+                .with_hint("a compose file starts with keys such as `services:`"));
+        }
+        let environment = self.environment.clone();
+        let lookup = |k: &str| environment.get(k).cloned();
+        substitute::substitute(&mut node, &lookup)?;
+        canonical::fix_empty_not_null(&mut node);
+
+        included.push(file.to_path_buf());
+        let mut nested_warnings = Vec::new();
+        include::apply(&mut node, working_dir, &environment, included, &mut |files, dir, env, included| {
+            let mut nested = FileLoader { environment: env.clone(), warnings: Vec::new() };
+            let result = nested.load_model(files, dir, included);
+            nested_warnings.append(&mut nested.warnings);
+            result
+        })?;
+        self.warnings.append(&mut nested_warnings);
+        let mut load_other = |path: &Path| -> Result<Node, Diagnostic> {
+            let dir = path.parent().unwrap_or(working_dir).to_path_buf();
+            let mut nested = FileLoader { environment: environment.clone(), warnings: Vec::new() };
+            nested.load_file(path, &dir, None, &mut Vec::new())
+        };
+        extends::apply_extends(&mut node, file, &mut load_other)?;
+
+        let mut merged = match base {
+            Some(base) => merge::merge(base, node)?,
+            None => merge::merge(Node::new(Value::Map(Default::default()), node.loc.clone()), node)?,
+        };
+        unicity::enforce_unicity(&mut merged)?;
+        schema::validate(&merged)?;
+        if let Some(map) = merged.as_map_mut()
+            && let Some(version) = map.shift_remove("version")
+        {
+            self.warnings.push(
+                Diagnostic::warning(Some(version.key_loc), "version", "the attribute `version` is obsolete, it will be ignored")
+                    .with_hint("remove it to avoid potential confusion"),
+            );
+        }
+        canonical::canonical(&mut merged)?;
+        canonical::omit_empty(&mut merged);
+        unicity::enforce_unicity(&mut merged)?;
+        Ok(merged)
+    }
+}
+
+fn empty_location() -> crate::source::Location {
+    crate::source::Location { file: Arc::from(""), line: 0, column: 0, end_line: 0 }
+}

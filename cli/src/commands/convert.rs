@@ -1,0 +1,86 @@
+//! `flotilla convert`: the project as Kubernetes objects, as multi-document YAML on stdout, a JSON `List`,
+//! or one file per object with `-o DIR`. Warnings go to stderr; with `--strict` they are errors and nothing
+//! is written.
+
+use std::io::Write;
+use std::path::Path;
+
+use translator::convert::{BindMounts, Conversion, Object, Options};
+use translator::diag::{Errors, Severity};
+
+use crate::args::{self, ConvertArgs, Format};
+use crate::commands::Failure;
+
+pub fn run(args: &ConvertArgs) -> Result<(), Failure> {
+    let conversion = convert(&args.project, args.namespace.clone(), args.bind_mounts, args.strict)?;
+    match &args.out {
+        None => {
+            let text = render_all(&conversion.objects, args.format);
+            std::io::stdout().lock().write_all(text.as_bytes())?;
+        }
+        Some(dir) => write_dir(dir, &conversion.objects, args.format)?,
+    }
+    Ok(())
+}
+
+/// Loads and converts; prints the warnings, or refuses them all under `strict`.
+pub fn convert(
+    project: &args::ProjectArgs,
+    namespace: Option<String>,
+    bind_mounts: args::BindMounts,
+    strict: bool,
+) -> Result<Conversion, Failure> {
+    let loaded = crate::project::load(project)?;
+    let options = Options {
+        namespace,
+        bind_mounts: match bind_mounts {
+            args::BindMounts::Configmap => BindMounts::ConfigMap,
+            args::BindMounts::Hostpath => BindMounts::HostPath,
+        },
+        ..Options::default()
+    };
+    let conversion = translator::project::convert_loaded(&loaded, &options)?;
+    if strict && !conversion.diagnostics.is_empty() {
+        let errors = conversion.diagnostics.into_iter().map(|mut d| {
+            d.severity = Severity::Error;
+            d
+        });
+        return Err(Errors(errors.collect()).into());
+    }
+    let mut stderr = std::io::stderr().lock();
+    for warning in &conversion.diagnostics {
+        let _ = writeln!(stderr, "{warning}");
+    }
+    Ok(conversion)
+}
+
+fn render(object: &Object, format: Format) -> String {
+    match format {
+        Format::Yaml => serde_saphyr::to_string(object).expect("Kubernetes objects always serialise as YAML"),
+        Format::Json => serde_json::to_string_pretty(object).expect("Kubernetes objects always serialise") + "\n",
+    }
+}
+
+fn render_all(objects: &[Object], format: Format) -> String {
+    match format {
+        Format::Yaml => objects.iter().map(|o| format!("---\n{}", render(o, format))).collect(),
+        Format::Json => {
+            let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects});
+            serde_json::to_string_pretty(&list).expect("Kubernetes objects always serialise") + "\n"
+        }
+    }
+}
+
+/// One file per object, named `<kind>-<name>.<ext>`; the folder is created if needed.
+fn write_dir(dir: &Path, objects: &[Object], format: Format) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let extension = match format {
+        Format::Yaml => "yaml",
+        Format::Json => "json",
+    };
+    for object in objects {
+        let file = dir.join(format!("{}-{}.{extension}", object.kind().to_lowercase(), object.name()));
+        std::fs::write(file, render(object, format))?;
+    }
+    Ok(())
+}

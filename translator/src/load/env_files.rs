@@ -1,0 +1,122 @@
+//! A service's `env_file`s: reading them (compose-go `types/project.go`, `WithServicesEnvironmentResolved`)
+//! and folding them into `environment` for the view `docker compose config` prints.
+//!
+//! In an env file, `${VAR}` is looked up in the project's variables first, then in the service's own
+//! `environment`; a later file overrides an earlier one, and the service's `environment` overrides them all.
+//! A missing file is an error unless the entry says `required: false`.
+
+use std::path::Path;
+
+use indexmap::IndexMap;
+
+use crate::diag::{Diagnostic, Errors};
+use crate::load::discover::Environment;
+use crate::load::dotenv;
+use crate::source::{Location, SourceMap};
+
+/// One `env_file` entry in canonical form.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnvFileRef {
+    pub path: String,
+    pub required: bool,
+    /// `raw` takes lines literally; anything else is the dotenv format.
+    pub format: Option<String>,
+}
+
+impl EnvFileRef {
+    fn from_json(value: &serde_json::Value) -> Option<EnvFileRef> {
+        Some(EnvFileRef {
+            path: value.get("path")?.as_str()?.to_owned(),
+            required: value.get("required").and_then(serde_json::Value::as_bool).unwrap_or(true),
+            format: value.get("format").and_then(serde_json::Value::as_str).map(str::to_owned),
+        })
+    }
+}
+
+/// Reads one env file. `Ok(None)` for a missing optional file.
+pub fn read(
+    file: &EnvFileRef,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    at: Option<&Location>,
+) -> Result<Option<IndexMap<String, String>>, Diagnostic> {
+    let path = Path::new(&file.path);
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !file.required => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Diagnostic::error(at.cloned(), "env_file", format!("env file {} not found", file.path))
+                .with_hint("create the file, fix the path, or mark the entry `required: false`"));
+        }
+        Err(e) => return Err(Diagnostic::error(at.cloned(), "env_file", format!("couldn't read {}: {e}", file.path))),
+    };
+    let parsed = match file.format.as_deref() {
+        Some("raw") => dotenv::parse_raw(&text, lookup),
+        None | Some("") => dotenv::parse(&text, lookup),
+        Some(other) => {
+            return Err(Diagnostic::error(at.cloned(), "env_file", format!("unsupported env_file format {other:?}"))
+                .with_hint("leave `format` out, or use `raw`"));
+        }
+    };
+    parsed.map(Some).map_err(|e| {
+        let loc = Location { file: file.path.clone().into(), line: e.line, column: e.column, end_line: e.line };
+        Diagnostic::error(Some(loc), "", e.message)
+    })
+}
+
+/// The variables all of a service's env files define, in order, later files winning.
+pub fn read_all(
+    service: &serde_json::Value,
+    environment: &Environment,
+    sources: &SourceMap,
+    service_path: &str,
+) -> Result<IndexMap<String, String>, Diagnostic> {
+    let own: IndexMap<String, Option<String>> = service
+        .get("environment")
+        .and_then(serde_json::Value::as_object)
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().map(str::to_owned))).collect())
+        .unwrap_or_default();
+    let lookup = |k: &str| environment.get(k).cloned().or_else(|| own.get(k).cloned().flatten().map(|v| v.replace("$$", "$")));
+    let mut values = IndexMap::new();
+    let files = service.get("env_file").and_then(serde_json::Value::as_array).cloned().unwrap_or_default();
+    for (i, file) in files.iter().enumerate() {
+        let Some(file) = EnvFileRef::from_json(file) else { continue };
+        let at = sources.get(&format!("{service_path}/env_file/{i}"));
+        if let Some(read) = read(&file, &lookup, at)? {
+            values.extend(read);
+        }
+    }
+    Ok(values)
+}
+
+/// For every service: `environment` = env file variables overridden by the service's own, `env_file`
+/// removed. This is the `docker compose config` view; `json` is in canonical form (`$` written `$$`).
+pub fn merge_into_environment(
+    json: &mut serde_json::Value,
+    environment: &Environment,
+    sources: &SourceMap,
+) -> Result<(), Errors> {
+    let Some(services) = json.get_mut("services").and_then(serde_json::Value::as_object_mut) else { return Ok(()) };
+    let mut errors = Vec::new();
+    for (name, service) in services.iter_mut() {
+        if service.get("env_file").is_none() {
+            continue;
+        }
+        match read_all(service, environment, sources, &format!("services/{name}")) {
+            Ok(values) => {
+                let Some(object) = service.as_object_mut() else { continue };
+                object.remove("env_file");
+                let own = object.remove("environment");
+                let mut merged: serde_json::Map<String, serde_json::Value> =
+                    values.into_iter().map(|(k, v)| (k, serde_json::Value::String(v.replace('$', "$$")))).collect();
+                if let Some(serde_json::Value::Object(own)) = own {
+                    merged.extend(own);
+                }
+                if !merged.is_empty() {
+                    object.insert("environment".into(), serde_json::Value::Object(merged));
+                }
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    if errors.is_empty() { Ok(()) } else { Err(Errors(errors)) }
+}
