@@ -26,7 +26,7 @@ pub fn apply(ctx: &mut Ctx, u: &mut Unit, svc: &Service) {
     pod_settings(ctx, u, svc);
     resources(ctx, u, svc);
     hooks(ctx, u, svc);
-    metadata(u, svc);
+    metadata(ctx, u, svc);
 }
 
 /// The image compose would build for a service without `image:`: `<project>-<service>`.
@@ -521,17 +521,35 @@ fn hooks(ctx: &mut Ctx, u: &mut Unit, svc: &Service) {
 /// Compose `labels` become annotations (their values need not be valid label values); `kompose.*`
 /// labels are settings, not data, and stay out. `annotations` go on the pod, `deploy.labels` on the
 /// workload.
-fn metadata(u: &mut Unit, svc: &Service) {
+fn metadata(ctx: &mut Ctx, u: &mut Unit, svc: &Service) {
+    let compose = u.compose.clone();
+    let valid = |ctx: &mut Ctx, key: &str, at: &[&str]| {
+        let ok = super::names::valid_key(key);
+        if !ok {
+            let path: Vec<&str> =
+                ["services", compose.as_str()].into_iter().chain(at.iter().copied()).chain([key]).collect();
+            ctx.warn(
+                &path,
+                "not a valid kubernetes annotation key; left out",
+                "use letters, digits, '-', '_' and '.', with an optional dns prefix and '/'",
+            );
+        }
+        ok
+    };
     for (k, v) in svc.labels.iter().flatten() {
-        if !k.starts_with("kompose.") {
+        if !k.starts_with("kompose.") && valid(ctx, k, &["labels"]) {
             u.annotations.insert(k.clone(), unescape(v));
             u.pod_annotations.insert(k.clone(), unescape(v));
         }
     }
     for (k, v) in svc.annotations.iter().flatten() {
-        u.pod_annotations.insert(k.clone(), unescape(v));
+        if valid(ctx, k, &["annotations"]) {
+            u.pod_annotations.insert(k.clone(), unescape(v));
+        }
     }
     for (k, v) in svc.deploy.iter().filter_map(|d| d.labels.as_ref()).flatten() {
-        u.annotations.insert(k.clone(), unescape(v));
+        if valid(ctx, k, &["deploy", "labels"]) {
+            u.annotations.insert(k.clone(), unescape(v));
+        }
     }
 }

@@ -163,6 +163,8 @@ pub struct ServiceOrigin {
 }
 
 /// One object a service produced or uses, and one sentence on why it exists and how it connects.
+/// `kind` is an object kind, or `InitContainer`, `Container` or `Volume` for a part of the pod worth
+/// explaining (a dependency wait, a service sharing the pod, an emptyDir or hostPath).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ObjectNote {
     pub kind: String,

@@ -58,6 +58,31 @@ pub fn data_key(text: &str) -> String {
     if key.is_empty() || key == "." || key == ".." { "data".into() } else { key }
 }
 
+/// Whether `key` is a valid label or annotation key: `[prefix/]name`, prefix a DNS subdomain, name at
+/// most 63 letters, digits, `-`, `_`, `.`, starting and ending alphanumeric.
+pub fn valid_key(key: &str) -> bool {
+    let (prefix, name) = match key.rsplit_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, key),
+    };
+    let name_ok = !name.is_empty()
+        && name.len() <= MAX
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
+    let prefix_ok = prefix.is_none_or(|p| {
+        !p.is_empty()
+            && p.len() <= 253
+            && p.split('.').all(|part| {
+                !part.is_empty()
+                    && part.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                    && !part.starts_with('-')
+                    && !part.ends_with('-')
+            })
+    });
+    name_ok && prefix_ok
+}
+
 /// A port name (IANA service name): at most 15 lowercase letters, digits and `-`, with a letter.
 pub fn port_name(text: &str) -> Option<String> {
     let name = text.to_ascii_lowercase();
@@ -141,5 +166,9 @@ mod tests {
         assert_ne!(long, k8s_name(&"a".repeat(81)));
         assert_eq!(port_name("https"), Some("https".into()));
         assert_eq!(port_name("8080"), None);
+        assert!(valid_key("com.example.team"));
+        assert!(valid_key("example.com/Team_1"));
+        assert!(!valid_key("has space"));
+        assert!(!valid_key("a/b/c"));
     }
 }

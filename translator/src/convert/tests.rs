@@ -329,7 +329,7 @@ fn container_and_pod_settings() {
         "sysctls": {"net.ipv4.tcp_syncookies": "1", "net.core.somaxconn": "1024"},
         "stop_grace_period": "1m30s",
         "stop_signal": "SIGUSR1",
-        "labels": {"com.example.team": "web"},
+        "labels": {"com.example.team": "web", "bad key": "x", "kompose.image-pull-policy": "Always", "kompose.hpa.cpu": "50"},
         "security_opt": ["no-new-privileges:true"],
         "init": true,
         "platform": "linux/arm64",
@@ -365,6 +365,9 @@ fn container_and_pod_settings() {
     assert_eq!(pod["nodeSelector"], json!({"kubernetes.io/os": "linux", "kubernetes.io/arch": "arm64"}));
     assert_eq!(d["metadata"]["annotations"]["com.example.team"], "web");
     assert!(warned(&c, "services.web.hostname"));
+    assert!(warned(&c, "services.web.labels.bad key"));
+    assert_eq!(c0["imagePullPolicy"], "Always");
+    assert!(warned(&c, "services.web.labels.kompose.hpa.cpu"));
     assert!(warned(&c, "services.web.sysctls.net.core.somaxconn"));
     assert!(!warned(&c, "services.web.sysctls.net.ipv4.tcp_syncookies"));
     assert!(warned(&c, "services.web.group_add"));
@@ -604,7 +607,7 @@ fn configs_and_secrets_are_mounted_where_compose_mounts_them() {
     let d = obj(&c, "Deployment", "web");
     let mounts: Vec<&str> =
         container(&d)["volumeMounts"].as_array().unwrap().iter().map(|m| m["mountPath"].as_str().unwrap()).collect();
-    assert_eq!(mounts, vec!["/run/secrets/token", "/run/secrets/alt", "/site", "/etc/site.conf"]);
+    assert_eq!(mounts, vec!["/site", "/etc/site.conf", "/run/secrets/token", "/run/secrets/alt"]);
     assert!(warned(&c, "services.web.configs.1"));
 }
 
@@ -646,7 +649,7 @@ fn links_add_names() {
 fn network_mode_service_shares_the_pod_and_host_is_host_network() {
     let c = run(json!({"name": "p", "services": {
         "vpn": {"image": "vpn", "ports": [{"mode": "ingress", "target": 8080, "published": "8080", "protocol": "tcp"}]},
-        "app": {"image": "app", "network_mode": "service:vpn"},
+        "app": {"image": "app", "network_mode": "service:vpn", "hostname": "x"},
         "agent": {"image": "agent", "network_mode": "host"}
     }}));
     let d = obj(&c, "Deployment", "vpn");
@@ -660,6 +663,7 @@ fn network_mode_service_shares_the_pod_and_host_is_host_network() {
     assert_eq!(agent["spec"]["template"]["spec"]["dnsPolicy"], "ClusterFirstWithHostNet");
     let app = c.services.iter().find(|s| s.compose_name == "app").unwrap();
     assert_eq!(app.objects[0].name, "vpn");
+    assert!(warned(&c, "services.app.network_mode"));
 }
 
 #[test]
@@ -725,10 +729,9 @@ fn every_model_key_has_an_outcome() {
 fn the_every_key_snapshot_converts_without_panicking() {
     let text = include_str!("../../tests/data/model/loader-extras.json");
     let p = project(serde_json::from_str(text).unwrap());
-    let files = MemoryFiles::default()
-        .with("/tmp/mt/all/app.env", "A=1\n")
-        .with("/tmp/mt/all/secret.txt", "s\n")
-        .with("/tmp/mt/all/conf.txt", "c\n");
+    let conf = p.config("c1").and_then(|c| c.file.clone()).unwrap();
+    let secret = p.secret("s1").and_then(|c| c.file.clone()).unwrap();
+    let files = MemoryFiles::default().with("/tmp/mt/all/app.env", "A=1\n").with(&secret, "s\n").with(&conf, "c\n");
     let c = convert(&p, &SourceMap::default(), &files, &Options::default()).unwrap();
     assert!(c.diagnostics.len() > 20);
     assert!(has(&c, "StatefulSet", "web"));
@@ -736,18 +739,24 @@ fn the_every_key_snapshot_converts_without_panicking() {
 
 #[test]
 fn odd_values_do_not_panic() {
-    let c = run(json!({"name": "", "services": {"": {
-        "ports": [{"target": "x"}, {"target": 70000, "published": "-1"}, {"target": 80, "published": "a-b"}],
-        "expose": ["nope", "1-99999"],
-        "deploy": {"replicas": -3, "resources": {"limits": {"cpus": "lots", "memory": "many"}}, "placement": {"constraints": ["??"]}},
-        "healthcheck": {"test": [], "interval": "soon"},
-        "stop_grace_period": "later",
-        "volumes": [{"type": "volume", "source": "undeclared", "target": "/x"}, {"type": "weird"}],
-        "secrets": [{"source": "missing"}],
-        "depends_on": {"ghost": {"condition": "service_started", "required": false}},
-        "network_mode": "service:",
-        "user": ":",
-        "extra_hosts": ["junk"]
-    }}}));
-    let _ = c;
+    let result = run_with(
+        json!({"name": "", "services": {"": {
+            "ports": [{"target": "x"}, {"target": 70000, "published": "-1"}, {"target": 80, "published": "a-b"}],
+            "expose": ["nope", "1-99999"],
+            "deploy": {"replicas": -3, "resources": {"limits": {"cpus": "lots", "memory": "many"}}, "placement": {"constraints": ["??"]}},
+            "healthcheck": {"test": [], "interval": "soon"},
+            "stop_grace_period": "later",
+            "volumes": [{"type": "volume", "source": "undeclared", "target": "/x"}, {"type": "weird"}],
+            "secrets": [{"source": "missing"}],
+            "depends_on": {"ghost": {"condition": "service_started", "required": false}},
+            "network_mode": "service:",
+            "user": ":",
+            "extra_hosts": ["junk"]
+        }}}),
+        &MemoryFiles::default(),
+        &Options::default(),
+    );
+    // Undeclared volumes and secrets are errors; nothing else stops the conversion.
+    let errors = result.unwrap_err().0;
+    assert_eq!(errors.len(), 2, "{errors:?}");
 }

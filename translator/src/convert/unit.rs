@@ -158,7 +158,27 @@ pub fn build_all(ctx: &mut Ctx) -> Vec<Unit> {
     }
     for (root, member) in joining {
         match roots.iter_mut().find(|r| r.compose == root) {
-            Some(owner) => join(owner, member),
+            Some(owner) => {
+                let lost: Vec<&str> = [
+                    ("pod settings (hostname, dns, hosts, sysctls, grace period...)", member.pod != PodSpec::default()),
+                    ("ports", !member.ports.is_empty() || !member.published.is_empty()),
+                    (
+                        "replicas and controller",
+                        member.replicas.is_some() || member.controller != Controller::Deployment,
+                    ),
+                ]
+                .into_iter()
+                .filter_map(|(what, set)| set.then_some(what))
+                .collect();
+                if !lost.is_empty() {
+                    let message = format!(
+                        "shares the pod of {root:?}, whose {} apply; this service's are ignored",
+                        lost.join(", ")
+                    );
+                    ctx.warn(&["services", &member.compose, "network_mode"], message, format!("set them on {root:?}"));
+                }
+                join(owner, member)
+            }
             // A cycle of network_mode references: give the service its own pod.
             None => {
                 let mut member = member;

@@ -46,7 +46,7 @@ pub fn check(root: &Node, disabled: &[String]) -> Result<(), Diagnostic> {
                     format!("services.{name}.networks"),
                     format!("service \"{name}\" refers to undefined network {network}"),
                 )
-                .with_hint(format!("declare it under the top-level `networks:` key, or remove it here")));
+                .with_hint("declare it under the top-level `networks:` key, or remove it here"));
             }
         }
         if let Some(test) = service.get("healthcheck").and_then(|h| h.get("test")).and_then(Node::as_seq)

@@ -65,9 +65,16 @@ fn error(message: impl Into<String>) -> Diagnostic {
 pub fn discover(request: &Request) -> Result<Discovered, Diagnostic> {
     let cwd = &request.cwd;
     let absolute = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { cwd.join(p) };
-    let environment = request.environment.clone();
-
+    // Compose reads `.env` before it knows the files (so `.env` can set COMPOSE_FILE): from the project
+    // directory, else the folder of the first `-f` file, else the current directory.
     let mut files: Vec<PathBuf> = request.files.iter().map(|f| absolute(f)).collect();
+    let env_dir = match (&request.project_directory, files.first()) {
+        (Some(dir), _) => absolute(dir),
+        (None, Some(first)) => first.parent().map(Path::to_path_buf).unwrap_or_else(|| cwd.clone()),
+        (None, None) => cwd.clone(),
+    };
+    let environment = with_env_files(request.environment.clone(), request, &env_dir, &absolute)?;
+
     if files.is_empty()
         && let Some(list) = environment.get("COMPOSE_FILE").filter(|l| !l.is_empty())
     {
@@ -95,8 +102,6 @@ pub fn discover(request: &Request) -> Result<Discovered, Diagnostic> {
         Some(dir) => absolute(dir),
         None => files[0].parent().map(Path::to_path_buf).unwrap_or_else(|| cwd.clone()),
     };
-
-    let environment = with_env_files(environment, request, &working_dir, &absolute)?;
 
     let profiles = if request.profiles.is_empty() {
         environment

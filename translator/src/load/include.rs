@@ -21,7 +21,7 @@ pub fn apply(
     root: &mut Node,
     working_dir: &Path,
     environment: &Environment,
-    included: &mut Vec<PathBuf>,
+    included: &[PathBuf],
     load: &mut LoadProject<'_>,
 ) -> Result<(), Diagnostic> {
     let Some(map) = root.as_map_mut() else { return Ok(()) };
@@ -77,7 +77,7 @@ pub fn apply(
                 env.entry(k).or_insert(v);
             }
         }
-        let mut chain = included.clone();
+        let mut chain = included.to_vec();
         let imported = load(&spec.paths, &spec.project_directory, &env, &mut chain)?;
         import(root, imported)?;
     }

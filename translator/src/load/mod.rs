@@ -238,12 +238,15 @@ impl FileLoader {
             result
         })?;
         self.warnings.append(&mut nested_warnings);
+        // compose-go loads the file another service extends with interpolation only; `extends` does its
+        // own recursion (and cycle detection) over what this returns.
         let mut load_other = |path: &Path| -> Result<Node, Diagnostic> {
-            let dir = path.parent().unwrap_or(working_dir).to_path_buf();
-            let mut nested = FileLoader { environment: environment.clone(), warnings: Vec::new() };
-            nested.load_file(path, &dir, None, &mut Vec::new())
+            let mut other = parse_file(path)?;
+            substitute::substitute(&mut other, &lookup)?;
+            canonical::fix_empty_not_null(&mut other);
+            Ok(other)
         };
-        extends::apply_extends(&mut node, file, &mut load_other)?;
+        extends::apply_extends_in(&mut node, file, working_dir, &mut load_other)?;
 
         let mut merged = match base {
             Some(base) => merge::merge(base, node)?,

@@ -128,11 +128,17 @@ pub fn plain_scalar(text: &str) -> serde_json::Value {
         "false" | "False" | "FALSE" => return J::Bool(false),
         _ => {}
     }
-    if let Some(i) = parse_int(text) {
+    // Like go-yaml v3 (which compose-go uses), a scalar that starts like a number is read with its
+    // underscores removed: `1_000` is 1000.
+    if !text.starts_with(|c: char| c.is_ascii_digit() || matches!(c, '-' | '+' | '.')) {
+        return J::String(text.to_owned());
+    }
+    let plain = text.replace('_', "");
+    if let Some(i) = parse_int(&plain) {
         return J::from(i);
     }
-    if is_float(text)
-        && let Ok(f) = text.parse::<f64>()
+    if is_float(&plain)
+        && let Ok(f) = plain.parse::<f64>()
         && let Some(n) = serde_json::Number::from_f64(f)
     {
         return J::Number(n);
@@ -140,21 +146,29 @@ pub fn plain_scalar(text: &str) -> serde_json::Value {
     J::String(text.to_owned())
 }
 
+/// Go's `strconv.ParseInt(s, 0, 64)`, as go-yaml v3 reads integers: `0x1F`, `0o17`, `0b101`, and a
+/// leading zero for octal (YAML 1.1's `0440`, file modes).
 fn parse_int(text: &str) -> Option<i64> {
     let (negative, digits) = match text.as_bytes().first()? {
         b'-' => (true, &text[1..]),
         b'+' => (false, &text[1..]),
         _ => (false, text),
     };
-    let value = if let Some(hex) = digits.strip_prefix("0x") {
-        i64::from_str_radix(hex, 16).ok()?
-    } else if let Some(oct) = digits.strip_prefix("0o") {
-        i64::from_str_radix(oct, 8).ok()?
-    } else if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
-        digits.parse().ok()?
+    let (radix, digits) = if let Some(hex) = digits.strip_prefix("0x").or_else(|| digits.strip_prefix("0X")) {
+        (16, hex)
+    } else if let Some(oct) = digits.strip_prefix("0o").or_else(|| digits.strip_prefix("0O")) {
+        (8, oct)
+    } else if let Some(bin) = digits.strip_prefix("0b").or_else(|| digits.strip_prefix("0B")) {
+        (2, bin)
+    } else if digits.len() > 1 && digits.starts_with('0') {
+        (8, &digits[1..])
     } else {
-        return None;
+        (10, digits)
     };
+    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
+        return None;
+    }
+    let value = i64::from_str_radix(digits, radix).ok()?;
     Some(if negative { -value } else { value })
 }
 
@@ -391,6 +405,12 @@ mod tests {
             n.to_json(),
             json!({"a": 8080, "b": "8080", "c": true, "d": null, "e": 1.5, "f": 31, "g": "yes", "h": null, "i": 1000.0, "j": 0.5, "k": "1.2.3"})
         );
+    }
+
+    #[test]
+    fn reads_integers_like_go_yaml_v3() {
+        let n = parse_ok("a: 0440\nb: 0o17\nc: 0b101\nd: 1_000\ne: 08\nf: -010\ng: _1\nh: 0\n");
+        assert_eq!(n.to_json(), json!({"a": 288, "b": 15, "c": 5, "d": 1000, "e": 8.0, "f": -8, "g": "_1", "h": 0}));
     }
 
     #[test]

@@ -7,6 +7,10 @@
 //! awesome-compose project and on files that use every key of the compose spec). Short syntaxes never
 //! reach this model: the loader normalises them to the long form first.
 //!
+//! Strings are in compose's canonical form, as `docker-compose config` prints them: every literal `$`
+//! is written `$$` (`command: ["echo", "$$HOME"]` means the container gets `$HOME`). The loader keeps
+//! that form; conversion undoes it ([`crate::convert::unescape`]).
+//!
 //! Conventions: `Option` for a key that may be absent; `Option<Option<T>>` where compose prints an
 //! explicit `null` (`command: null`); [`Scalar`], [`Bytes`] and [`Duration`] for values whose JSON type
 //! varies; `IndexMap` wherever order is kept; every struct that the spec lets carry `x-*` keys has a
