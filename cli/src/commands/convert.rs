@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use translator::convert::{BindMounts, Conversion, Object, Options};
+use translator::convert::{BindMounts, Conversion, Object, Options, render};
 use translator::diag::{Errors, Severity};
 
 use crate::args::{self, ConvertArgs, Format};
@@ -56,18 +56,15 @@ pub fn convert(
 
 fn render(object: &Object, format: Format) -> String {
     match format {
-        Format::Yaml => serde_saphyr::to_string(object).expect("Kubernetes objects always serialise as YAML"),
-        Format::Json => serde_json::to_string_pretty(object).expect("Kubernetes objects always serialise") + "\n",
+        Format::Yaml => render::object_to_yaml(object),
+        Format::Json => render::object_to_json(object),
     }
 }
 
 fn render_all(objects: &[Object], format: Format) -> String {
     match format {
-        Format::Yaml => objects.iter().map(|o| format!("---\n{}", render(o, format))).collect(),
-        Format::Json => {
-            let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects});
-            serde_json::to_string_pretty(&list).expect("Kubernetes objects always serialise") + "\n"
-        }
+        Format::Yaml => render::to_yaml(objects),
+        Format::Json => render::to_json(objects),
     }
 }
 

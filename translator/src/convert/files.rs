@@ -6,6 +6,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::load::dotenv;
+
 /// A file or folder inside a bound directory.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DirEntry {
@@ -20,12 +22,14 @@ pub trait ProjectFiles {
     /// The entries of a directory, sorted by name; `None` if `path` is not a directory.
     fn list_dir(&self, path: &str) -> Option<Vec<DirEntry>>;
 
-    /// The variables an `env_file` defines, in file order, values as compose would read them. The default
-    /// understands `KEY=VALUE`, `export`, comments and quotes but does not interpolate; the binary
-    /// should override it with the loader's dotenv reader.
+    /// The variables an `env_file` defines, in file order, read with the loader's dotenv reader (`raw`:
+    /// lines taken literally); `${VAR}` in values is looked up with [`ProjectFiles::variable`].
     fn env_file(&self, path: &str, raw: bool) -> Result<Vec<(String, String)>, String> {
         let bytes = self.read(path)?;
-        Ok(parse_env(&String::from_utf8_lossy(&bytes), raw))
+        let text = String::from_utf8_lossy(&bytes);
+        let lookup = |name: &str| self.variable(name);
+        let parsed = if raw { dotenv::parse_raw(&text, &lookup) } else { dotenv::parse(&text, &lookup) };
+        parsed.map(|vars| vars.into_iter().collect()).map_err(|e| format!("{path}: {e}"))
     }
 
     /// The value of a variable of the environment the project was loaded in (for `configs`/`secrets`
@@ -33,32 +37,6 @@ pub trait ProjectFiles {
     fn variable(&self, _name: &str) -> Option<String> {
         None
     }
-}
-
-/// A small dotenv reader, for when the caller has nothing better.
-pub fn parse_env(text: &str, raw: bool) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let line = line.strip_prefix("export ").unwrap_or(line);
-        let Some((key, value)) = line.split_once('=') else { continue };
-        let key = key.trim().to_string();
-        let value = value.trim();
-        let value = if raw {
-            value.to_string()
-        } else if let Some(inner) = value.strip_prefix('"').and_then(|v| v.rsplit_once('"')).map(|(v, _)| v) {
-            inner.replace("\\n", "\n").replace("\\\"", "\"")
-        } else if let Some(inner) = value.strip_prefix('\'').and_then(|v| v.rsplit_once('\'')).map(|(v, _)| v) {
-            inner.to_string()
-        } else {
-            value.split(" #").next().unwrap_or_default().trim_end().to_string()
-        };
-        out.push((key, value));
-    }
-    out
 }
 
 /// Reads the real file system (only the paths the project names).
@@ -133,14 +111,16 @@ mod tests {
 
     #[test]
     fn env_files_and_memory_dirs() {
-        let vars = parse_env("# c\nexport A=1\nB=\"x y\"\nC='$z'\nD=v # note\n", false);
+        let files = MemoryFiles::default().with("/p/app.env", "# c\nexport A=1\nB=\"x y\"\nC='$z'\nD=v # note\nE=${A}\n");
+        let vars = files.env_file("/p/app.env", false).unwrap();
         assert_eq!(
             vars,
             vec![
                 ("A".into(), "1".into()),
                 ("B".into(), "x y".into()),
                 ("C".into(), "$z".into()),
-                ("D".into(), "v".into())
+                ("D".into(), "v".into()),
+                ("E".into(), "1".into())
             ]
         );
         let files = MemoryFiles::default().with("/p/conf/a", "1").with("/p/conf/sub/b", "2");

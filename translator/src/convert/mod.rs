@@ -27,6 +27,7 @@ pub mod labels;
 mod names;
 mod network;
 mod probe;
+pub mod render;
 mod service;
 mod unit;
 mod volumes;
