@@ -85,7 +85,7 @@ fn data(ctx: &mut Ctx, top: &str, key: &str, def: &crate::model::Secret) -> Opti
         return match ctx.files.read(file) {
             Ok(bytes) => Some(bytes),
             Err(e) => {
-                ctx.error(&path, format!("cannot read {file}: {e}"), "create the file or fix the path");
+                ctx.error(&[top, key, "file"], format!("cannot read {file}: {e}"), "create the file or fix the path");
                 None
             }
         };

@@ -232,8 +232,10 @@ impl<'a> Ctx<'a> {
     /// A diagnostic about the value at `path` (segments of the canonical document), keyed as the user
     /// writes it (`services.web.ulimits`).
     pub fn diag(&mut self, severity: Severity, path: &[&str], message: impl Into<String>, hint: Option<String>) {
+        // `@key` addresses the key itself rather than its value (see `load::sourcemap`); it is not part of
+        // the key's name.
         let location = self.sources.at(path).cloned();
-        let key = path.join(".");
+        let key = path.iter().filter(|s| **s != "@key").copied().collect::<Vec<_>>().join(".");
         let mut d = match severity {
             Severity::Warning => Diagnostic::warning(location, key, message),
             Severity::Error => Diagnostic::error(location, key, message),

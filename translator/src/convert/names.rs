@@ -122,7 +122,7 @@ pub fn service_names(ctx: &mut Ctx) {
         let name = fit(&k8s_name(&compose), MAX - "-published".len());
         if let Some(other) = taken.get(&name) {
             let message = format!("services {other:?} and {compose:?} both become {name:?} in kubernetes");
-            ctx.error(&["services", &compose], message, "rename one of them");
+            ctx.error(&["services", &compose, "@key"], message, "rename one of them");
             continue;
         }
         taken.insert(name.clone(), compose.clone());

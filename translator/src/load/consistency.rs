@@ -199,11 +199,14 @@ fn check_cycles(services: &Map) -> Result<(), Diagnostic> {
             .map(|m| m.keys().filter(|k| services.contains_key(*k)).cloned().collect())
             .unwrap_or_default()
     };
-    fn search(path: &mut Vec<String>, children: &dyn Fn(&str) -> BTreeSet<String>) -> Option<String> {
+    /// The cycle as the path of services, ending with the one that closes it.
+    fn search(path: &mut Vec<String>, children: &dyn Fn(&str) -> BTreeSet<String>) -> Option<Vec<String>> {
         let last = path.last()?.clone();
         for child in children(&last) {
             if let Some(i) = path.iter().position(|p| *p == child) {
-                return Some(format!("{} -> {child}", path[i..].join(" -> ")));
+                let mut cycle = path[i..].to_vec();
+                cycle.push(child);
+                return Some(cycle);
             }
             path.push(child);
             if let Some(cycle) = search(path, children) {
@@ -216,10 +219,22 @@ fn check_cycles(services: &Map) -> Result<(), Diagnostic> {
     let names: BTreeSet<&String> = services.keys().collect();
     for name in names {
         if let Some(cycle) = search(&mut vec![name.clone()], &children) {
-            let entry = &services[name.as_str()];
-            let loc = entry.node.get("depends_on").map(|d| d.loc.clone()).unwrap_or_else(|| entry.key_loc.clone());
-            return Err(Diagnostic::error(Some(loc), format!("services.{name}.depends_on"), format!("dependency cycle detected: {cycle}"))
-                .with_hint("services cannot wait for each other; remove one of the dependencies"));
+            // Point at the first dependency of the cycle as the message spells it.
+            let (from, to) = (&cycle[0], &cycle[1]);
+            let entry = &services[from.as_str()];
+            let depends_on = entry.node.get("depends_on");
+            let loc = depends_on
+                .and_then(Node::as_map)
+                .and_then(|m| m.get(to.as_str()))
+                .map(|e| e.key_loc.clone())
+                .or_else(|| depends_on.map(|d| d.loc.clone()))
+                .unwrap_or_else(|| entry.key_loc.clone());
+            return Err(Diagnostic::error(
+                Some(loc),
+                format!("services.{from}.depends_on"),
+                format!("dependency cycle detected: {}", cycle.join(" -> ")),
+            )
+            .with_hint("services cannot wait for each other; remove one of the dependencies"));
         }
     }
     Ok(())
@@ -238,6 +253,7 @@ mod tests {
     fn finds_cycles_in_name_order() {
         let e = run("services:\n  web: {image: a, depends_on: {db: {}}}\n  db: {image: b, depends_on: {web: {}}}\n").unwrap_err();
         assert_eq!(e.message, "dependency cycle detected: db -> web -> db");
+        // The first edge of the cycle: db's dependency on web.
         assert_eq!(e.location.map(|l| l.line), Some(3));
     }
 

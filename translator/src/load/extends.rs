@@ -148,7 +148,15 @@ impl Resolver<'_> {
         key: &str,
     ) -> Result<Map, Diagnostic> {
         let local = self.working_dir.join(file);
-        let root = (self.load_file)(&local)?;
+        let root = (self.load_file)(&local).map_err(|mut e| {
+            // A file that cannot be read has no position of its own: point at the `extends` that names it.
+            if e.location.is_none() {
+                let at = extends.get("file").unwrap_or(extends);
+                e.location = Some(at.loc.clone());
+                e.key = format!("{key}.file");
+            }
+            e
+        })?;
         let fail = |message: String| {
             Diagnostic::error(Some(extends.loc.clone()), key.to_owned(), message)
                 .with_hint("`extends.file` names a compose file with the service under `services:`")

@@ -16,6 +16,7 @@
 
 pub mod canonical;
 pub mod consistency;
+pub mod decode;
 pub mod discover;
 pub mod dotenv;
 pub mod env_files;
@@ -66,10 +67,13 @@ pub struct Loaded {
 
 impl Loaded {
     /// What `docker compose config --format json` prints: `env_file` contents merged into
-    /// `environment` (service values win) and the `env_file` key dropped.
+    /// `environment` and `label_file` contents into `labels` (service values win), both keys dropped,
+    /// and what compose holds but never prints removed ([`decode::hide_unprinted`]).
     pub fn config_json(&self) -> Result<serde_json::Value, Errors> {
         let mut json = self.json.clone();
         env_files::merge_into_environment(&mut json, &self.environment, &self.sources)?;
+        env_files::merge_label_files(&mut json, &self.sources)?;
+        decode::hide_unprinted(&mut json);
         Ok(json)
     }
 }
@@ -122,6 +126,7 @@ pub fn load(request: &Request) -> Result<Loaded, Errors> {
     let disabled_services = profiles::apply(&mut root, &found.profiles);
     consistency::check(&root, &disabled_services)?;
 
+    decode::decode(&mut root)?;
     let (mut json, sources) = sourcemap::to_json(&root);
     // A missing required env file is a load error, as in compose, even though only `config` and the
     // converter read the files' contents.
@@ -170,7 +175,12 @@ fn name_from_files(files: &[PathBuf], environment: &Environment) -> Result<Optio
 
 fn parse_file(file: &Path) -> Result<Node, Diagnostic> {
     let text = std::fs::read_to_string(file).map_err(|e| {
-        Diagnostic::error(None, "", format!("failed to read {}: {e}", file.display()))
+        let reason = match e.kind() {
+            std::io::ErrorKind::NotFound => "no such file or directory".to_owned(),
+            std::io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
+            _ => e.to_string().to_lowercase(),
+        };
+        Diagnostic::error(None, "", format!("failed to read {}: {reason}", file.display()))
             .with_hint("check the path and its permissions")
     })?;
     let name: Arc<str> = Arc::from(display_path(file));

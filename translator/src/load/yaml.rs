@@ -137,7 +137,10 @@ pub fn plain_scalar(text: &str) -> serde_json::Value {
     if let Some(i) = parse_int(&plain) {
         return J::from(i);
     }
-    if is_float(&plain)
+    // go-yaml's float pattern also takes what `ParseInt` refused but is all digits (`08`, huge numbers).
+    let digits = plain.strip_prefix(['-', '+']).unwrap_or(&plain);
+    let all_digits = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
+    if (is_float(&plain) || all_digits)
         && let Ok(f) = plain.parse::<f64>()
         && let Some(n) = serde_json::Number::from_f64(f)
     {
@@ -198,7 +201,15 @@ pub fn parse(text: &str, file: &Arc<str>) -> Result<Node, Diagnostic> {
     for event in Parser::new_from_str(text) {
         let (event, span) = event.map_err(|e| {
             let m = e.marker();
-            let loc = location(file, m.line(), m.col(), m.line());
+            let mut col = m.col();
+            // The scanner stops after a stray tab; point at the tab itself.
+            if e.info().contains("tab")
+                && let Some(line) = text.lines().nth(m.line().saturating_sub(1))
+                && let Some(tab) = line.find('\t')
+            {
+                col = line[..tab].chars().count();
+            }
+            let loc = location(file, m.line(), col, m.line());
             Diagnostic::error(Some(loc), "", format!("invalid YAML: {}", e.info()))
                 .with_hint("check the indentation and quoting on this line")
         })?;
