@@ -43,7 +43,10 @@ fn render(loaded: &Loaded, conversion: &Conversion, format: ExplainFormat) -> St
     } else {
         let _ = writeln!(out, "project {name}\n");
     }
-    for origin in &conversion.services {
+    // In the order the services are written, which is how people read their compose file.
+    let mut origins: Vec<_> = conversion.services.iter().collect();
+    origins.sort_by_key(|o| loaded.sources.get(&format!("services/{}/@key", o.compose_name)).cloned());
+    for origin in origins {
         let renamed = if origin.name != origin.compose_name {
             format!(" (Kubernetes name `{}`)", origin.name)
         } else {

@@ -13,11 +13,12 @@ use jsonschema::{ValidationError, Validator};
 use crate::diag::Diagnostic;
 use crate::load::yaml::Node;
 
-static SCHEMA: LazyLock<Validator> = LazyLock::new(|| {
-    let schema: serde_json::Value =
-        serde_json::from_str(include_str!("compose-spec.json")).expect("the embedded schema is valid JSON");
-    jsonschema::validator_for(&schema).expect("the embedded schema compiles")
+static SCHEMA_JSON: LazyLock<serde_json::Value> = LazyLock::new(|| {
+    serde_json::from_str(include_str!("compose-spec.json")).expect("the embedded schema is valid JSON")
 });
+
+static SCHEMA: LazyLock<Validator> =
+    LazyLock::new(|| jsonschema::validator_for(&SCHEMA_JSON).expect("the embedded schema compiles"));
 
 /// Checks `root` against the schema; the first (most specific) violation is the error.
 pub fn validate(root: &Node) -> Result<(), Diagnostic> {
@@ -85,13 +86,52 @@ fn describe(root: &Node, error: &ValidationError<'_>) -> Diagnostic {
     }
 }
 
+/// The keys the schema allows where `path` points, for the places people type keys by hand.
+fn allowed_keys(path: &[String]) -> Vec<String> {
+    let properties = match path {
+        [] => SCHEMA_JSON.get("properties"),
+        [s, _] if s == "services" => SCHEMA_JSON.pointer("/$defs/service/properties"),
+        _ => None,
+    };
+    properties.and_then(|p| p.as_object()).map(|p| p.keys().cloned().collect()).unwrap_or_default()
+}
+
+/// Levenshtein distance, for "did you mean" suggestions.
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let current = row[j + 1];
+            row[j + 1] = if ca == *cb { previous } else { 1 + previous.min(row[j]).min(current) };
+            previous = current;
+        }
+    }
+    row[b.len()]
+}
+
 fn unknown_key_hint(path: &[String], key: &str) -> String {
+    let closest =
+        allowed_keys(path).into_iter().map(|k| (distance(key, &k), k)).filter(|(d, k)| *d <= 2.max(k.len() / 4)).min();
+    if let Some((_, suggestion)) = closest {
+        return format!("did you mean `{suggestion}`?");
+    }
     let what = match path {
-        [] => "the top level allows name, services, networks, volumes, secrets, configs, models, include and x- extensions",
-        [s, _] if s == "services" => "check the spelling against the Compose specification; keys of your own start with x-",
+        [] => {
+            "the top level allows name, services, networks, volumes, secrets, configs, models, include and x- extensions"
+        }
+        [s, _] if s == "services" => {
+            "check the spelling against the Compose specification; keys of your own start with x-"
+        }
         _ => "check the spelling against the Compose specification",
     };
-    if key.starts_with("x-") { "extensions (x-) are allowed only at the top level and in mappings that list them".into() } else { what.into() }
+    if key.starts_with("x-") {
+        "extensions (x-) are allowed only at the top level and in mappings that list them".into()
+    } else {
+        what.into()
+    }
 }
 
 fn human_type(name: &str) -> String {
@@ -147,6 +187,7 @@ mod tests {
         assert_eq!(e.key, "services.web.imagee");
         assert_eq!(e.location.as_ref().map(|l| (l.line, l.column)), Some((4, 5)));
         assert!(e.message.contains("'imagee'"), "{e}");
+        assert_eq!(e.hint.as_deref(), Some("did you mean `image`?"));
     }
 
     #[test]

@@ -247,7 +247,14 @@ pub fn parse(text: &str, file: &Arc<str>) -> Result<Node, Diagnostic> {
             }
             Event::SequenceEnd | Event::MappingEnd => {
                 let mut frame = builder.stack.pop().expect("the parser balances start and end events");
-                frame.node.loc.end_line = span.end.line().max(frame.node.loc.line as usize) as u32;
+                // A block collection's end event sits at the next token, often lines later: the
+                // collection ends where its last child ends.
+                let last_child = match &frame.node.value {
+                    Value::Seq(items) => items.last().map(|n| n.loc.end_line),
+                    Value::Map(map) => map.last().map(|(_, e)| e.node.loc.end_line),
+                    _ => None,
+                };
+                frame.node.loc.end_line = last_child.unwrap_or(frame.node.loc.line).max(frame.node.loc.line);
                 if !frame.merges.is_empty() {
                     apply_merges(&mut frame.node, frame.merges)?;
                 }
@@ -255,7 +262,11 @@ pub fn parse(text: &str, file: &Arc<str>) -> Result<Node, Diagnostic> {
             }
             Event::Alias(id) => {
                 let node = builder.anchors.get(id).cloned().flatten().ok_or_else(|| {
-                    Diagnostic::error(Some(builder.loc(&span)), "", "this alias refers to an anchor that is not defined")
+                    Diagnostic::error(
+                        Some(builder.loc(&span)),
+                        "",
+                        "this alias refers to an anchor that is not defined",
+                    )
                 })?;
                 // The copy answers to where it is used, so merged keys point at the `<<`/`*` site.
                 let mut node = node;
@@ -310,12 +321,10 @@ impl Builder {
             ("!", "override") => Ok(Tag::Override),
             // Explicit core tags (`!!str 8080`) are accepted; the value keeps its text.
             ("tag:yaml.org,2002:", _) => Ok(Tag::None),
-            (handle, suffix) => Err(Diagnostic::error(
-                Some(self.loc(span)),
-                "",
-                format!("unknown YAML tag `{handle}{suffix}`"),
-            )
-            .with_hint("compose understands only `!reset` and `!override`")),
+            (handle, suffix) => {
+                Err(Diagnostic::error(Some(self.loc(span)), "", format!("unknown YAML tag `{handle}{suffix}`"))
+                    .with_hint("compose understands only `!reset` and `!override`"))
+            }
         }
     }
 
@@ -386,7 +395,11 @@ fn apply_merges(target: &mut Node, merges: Vec<Node>) -> Result<(), Diagnostic> 
         };
         for source in sources {
             let Value::Map(source_map) = source.value else {
-                return Err(Diagnostic::error(Some(source.loc), "<<", "a merge key takes a mapping or a list of mappings"));
+                return Err(Diagnostic::error(
+                    Some(source.loc),
+                    "<<",
+                    "a merge key takes a mapping or a list of mappings",
+                ));
             };
             for (key, entry) in source_map {
                 map.entry(key).or_insert(entry);
@@ -432,7 +445,9 @@ mod tests {
         assert_eq!((image.loc.line, image.loc.column), (3, 12));
         let key_loc = &web.as_map().unwrap()["image"].key_loc;
         assert_eq!((key_loc.line, key_loc.column), (3, 5));
-        assert_eq!((web.loc.line, web.loc.end_line), (3, 4));
+        assert_eq!((web.loc.line, web.loc.end_line), (3, 3));
+        let n = parse_ok("a:\n  b:\n    - 1\n    - 2\n\nc: 3\n");
+        assert_eq!(n.get("a").unwrap().loc.end_line, 4);
     }
 
     #[test]
@@ -458,7 +473,10 @@ mod tests {
     #[test]
     fn refuses_duplicate_keys_unknown_tags_and_bad_yaml() {
         let e = parse("a: 1\nb: 2\na: 3\n", &file()).unwrap_err();
-        assert_eq!(e.to_string(), "error: compose.yaml:3:1: a: mapping key \"a\" already defined at line 1; hint: remove one of the two entries");
+        assert_eq!(
+            e.to_string(),
+            "error: compose.yaml:3:1: a: mapping key \"a\" already defined at line 1; hint: remove one of the two entries"
+        );
         let e = parse("a: !foo 1\n", &file()).unwrap_err();
         assert!(e.to_string().contains("unknown YAML tag"), "{e}");
         let e = parse("a:\n  b: 1\n c: 2\n", &file()).unwrap_err();
