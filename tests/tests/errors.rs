@@ -74,7 +74,8 @@ fn bad_input_is_refused_at_its_position() {
     for case in &refused_by_us {
         jobs.push((case, "convert"));
     }
-    let failures: Vec<String> = common::parallel_map(&jobs, |(case, command)| check(case, command)).into_iter().flatten().collect();
+    let failures: Vec<String> =
+        common::parallel_map(&jobs, |(case, command)| check(case, command)).into_iter().flatten().collect();
     let mut report = String::new();
     for f in &failures {
         let _ = writeln!(report, "{f}");

@@ -8,7 +8,9 @@ use crate::load::Loaded;
 /// Converts a loaded project, reading the files it names from disk and its env files with the loader's
 /// own dotenv reader and variables.
 pub fn convert_loaded(loaded: &Loaded, options: &Options) -> Result<Conversion, Errors> {
-    convert::convert(&loaded.project, &loaded.sources, &LoadedFiles { loaded }, options)
+    let mut options = options.clone();
+    options.project_dir.get_or_insert_with(|| loaded.working_dir.clone());
+    convert::convert(&loaded.project, &loaded.sources, &LoadedFiles { loaded }, &options)
 }
 
 struct LoadedFiles<'a> {

@@ -111,7 +111,8 @@ mod tests {
 
     #[test]
     fn env_files_and_memory_dirs() {
-        let files = MemoryFiles::default().with("/p/app.env", "# c\nexport A=1\nB=\"x y\"\nC='$z'\nD=v # note\nE=${A}\n");
+        let files =
+            MemoryFiles::default().with("/p/app.env", "# c\nexport A=1\nB=\"x y\"\nC='$z'\nD=v # note\nE=${A}\n");
         let vars = files.env_file("/p/app.env", false).unwrap();
         assert_eq!(
             vars,

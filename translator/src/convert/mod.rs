@@ -71,6 +71,10 @@ pub struct Options {
     pub wait_image: String,
     /// Size of a PVC when neither a label nor `x-flotilla` sets one.
     pub volume_size: String,
+    /// The project directory. Bind mounts of paths outside it are host resources (`/proc`, a socket, the
+    /// node's logs) and become hostPath volumes whatever `bind_mounts` says; `None` treats every path
+    /// as the project's.
+    pub project_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for Options {
@@ -80,6 +84,7 @@ impl Default for Options {
             bind_mounts: BindMounts::ConfigMap,
             wait_image: "busybox:1.36".into(),
             volume_size: "100Mi".into(),
+            project_dir: None,
         }
     }
 }

@@ -293,6 +293,9 @@ fn bind(ctx: &mut Ctx, u: &mut Unit, owner: &str, i: usize, v: &ServiceVolume, m
             );
             return true;
         }
+        // Files of the project are its configuration and travel as ConfigMaps; a path outside the project
+        // (`/`, `/proc`, `/var/log`, a device) is a resource of the host and can only stay a host path.
+        _ if outside_project(ctx, &source) => BindMounts::HostPath,
         _ => ctx.options.bind_mounts,
     };
     if let Some(b) = &v.bind {
@@ -353,6 +356,10 @@ fn bind(ctx: &mut Ctx, u: &mut Unit, owner: &str, i: usize, v: &ServiceVolume, m
     );
     u.note("Volume", &m.name, format!("hostPath {source} mounted at {target}, as the bind mount in compose"));
     true
+}
+
+fn outside_project(ctx: &Ctx, source: &str) -> bool {
+    ctx.options.project_dir.as_deref().is_some_and(|dir| !std::path::Path::new(source).starts_with(dir))
 }
 
 /// A bind mount as a ConfigMap. `None` to fall back to hostPath.

@@ -32,12 +32,18 @@ pub fn check(root: &Node, disabled: &[String]) -> Result<(), Diagnostic> {
             && build.get("dockerfile").is_some()
             && build.get("dockerfile_inline").is_some()
         {
-            return Err(err("build", format!("service \"{name}\" declares mutualy exclusive dockerfile and dockerfile_inline")));
+            return Err(err(
+                "build",
+                format!("service \"{name}\" declares mutualy exclusive dockerfile and dockerfile_inline"),
+            ));
         }
         let service_networks = service.get("networks").and_then(Node::as_map);
         if service.get("network_mode").is_some() && service_networks.is_some_and(|n| !n.is_empty()) {
-            return Err(err("network_mode", format!("service {name} declares mutually exclusive `network_mode` and `networks`"))
-                .with_hint("a service either joins networks or shares another network namespace, not both"));
+            return Err(err(
+                "network_mode",
+                format!("service {name} declares mutually exclusive `network_mode` and `networks`"),
+            )
+            .with_hint("a service either joins networks or shares another network namespace, not both"));
         }
         for (network, e) in service_networks.into_iter().flatten() {
             if !networks.contains_key(network) {
@@ -53,7 +59,10 @@ pub fn check(root: &Node, disabled: &[String]) -> Result<(), Diagnostic> {
             && let Some(first) = test.first().and_then(Node::as_str)
             && !matches!(first, "CMD" | "CMD-SHELL" | "NONE")
         {
-            return Err(err("healthcheck", "healthcheck.test must start either by \"CMD\", \"CMD-SHELL\" or \"NONE\"".into()));
+            return Err(err(
+                "healthcheck",
+                "healthcheck.test must start either by \"CMD\", \"CMD-SHELL\" or \"NONE\"".into(),
+            ));
         }
         for (dependency, e) in service.get("depends_on").and_then(Node::as_map).into_iter().flatten() {
             if services.contains_key(dependency) {
@@ -75,7 +84,10 @@ pub fn check(root: &Node, disabled: &[String]) -> Result<(), Diagnostic> {
             && let Some(target) = mode.strip_prefix("service:")
             && !services.contains_key(target)
         {
-            return Err(err("network_mode", format!("service \"{target}\" not found for network_mode 'service:{target}'")));
+            return Err(err(
+                "network_mode",
+                format!("service \"{target}\" not found for network_mode 'service:{target}'"),
+            ));
         }
         let references: [(&str, &Map, &str); 3] =
             [("configs", configs, "config"), ("secrets", secrets, "secret"), ("models", models, "model")];
@@ -96,7 +108,11 @@ pub fn check(root: &Node, disabled: &[String]) -> Result<(), Diagnostic> {
             let path = tmpfs.as_str().unwrap_or_default().split(':').next().unwrap_or_default().to_owned();
             let here = format!("services.{name}.tmpfs[{i}]");
             if let Some((_, first)) = mounts.iter().find(|(p, _)| *p == path) {
-                return Err(Diagnostic::error(Some(tmpfs.loc.clone()), here.clone(), format!("target {path} already mounted as {first}")));
+                return Err(Diagnostic::error(
+                    Some(tmpfs.loc.clone()),
+                    here.clone(),
+                    format!("target {path} already mounted as {first}"),
+                ));
             }
             mounts.push((path, here));
         }
@@ -115,7 +131,11 @@ pub fn check(root: &Node, disabled: &[String]) -> Result<(), Diagnostic> {
             }
             let target = volume.get("target").and_then(Node::as_str).unwrap_or_default().to_owned();
             if let Some((_, first)) = mounts.iter().find(|(p, _)| *p == target) {
-                return Err(Diagnostic::error(Some(volume.loc.clone()), here, format!("target {target} already mounted as {first}")));
+                return Err(Diagnostic::error(
+                    Some(volume.loc.clone()),
+                    here,
+                    format!("target {target} already mounted as {first}"),
+                ));
             }
             mounts.push((target, here));
         }
@@ -161,9 +181,13 @@ fn check_distinct(name: &str, service: &Node) -> Result<(), Diagnostic> {
         ("pids_limit", &["resources", "limits", "pids"]),
     ];
     for (flat, nested) in pairs {
-        let Some(a) = service.get(flat) else { continue };
-        let Some(b) = nested.iter().try_fold(deploy, |n, k| Some(n?.get(k))).flatten() else { continue };
-        if scalar_number(a) != scalar_number(b) {
+        // As compose-go's `checkConsistency`: a flat value other than zero must equal the nested one
+        // whenever `limits`/`reservations` is there, an absent nested value counting as zero.
+        let Some(a) = service.get(flat).filter(|a| scalar_number(a).is_some_and(|n| n != 0.0)) else { continue };
+        let parent = deploy.and_then(|d| d.get(nested[0])).and_then(|r| r.get(nested[1]));
+        let Some(parent) = parent.filter(|p| !p.is_null()) else { continue };
+        let b = parent.get(nested[2]).and_then(scalar_number).unwrap_or(0.0);
+        if scalar_number(a) != Some(b) {
             return Err(Diagnostic::error(
                 Some(a.loc.clone()),
                 format!("services.{name}"),
@@ -171,6 +195,35 @@ fn check_distinct(name: &str, service: &Node) -> Result<(), Diagnostic> {
             )
             .with_hint("keep one of the two"));
         }
+    }
+    let replicas = deploy.and_then(|d| d.get("replicas"));
+    for (node, key) in [(service.get("scale"), "scale"), (replicas, "deploy.replicas")] {
+        if let Some(node) = node
+            && node.as_str().and_then(|s| s.parse::<f64>().ok()).is_some_and(|n| n < 0.0)
+        {
+            return Err(Diagnostic::error(
+                Some(node.loc.clone()),
+                format!("services.{name}.{key}"),
+                "must be greater than or equal to 0",
+            ));
+        }
+    }
+    // compose-go `GetScale`: `scale`, else `deploy.replicas`, else 1.
+    let (attribute, count) = match (service.get("scale"), replicas) {
+        (Some(scale), _) => ("scale", scale),
+        (None, Some(replicas)) => ("deploy.replicas", replicas),
+        (None, None) => ("", service),
+    };
+    if count.as_str().and_then(|s| s.parse::<f64>().ok()).is_some_and(|n| n > 1.0)
+        && let Some(container_name) =
+            service.get("container_name").filter(|n| n.as_str().is_some_and(|s| !s.is_empty()))
+    {
+        return Err(Diagnostic::error(
+            Some(container_name.loc.clone()),
+            format!("services.{name}"),
+            format!("can't set container_name and {attribute} as container name must be unique"),
+        )
+        .with_hint("remove container_name, or run a single replica"));
     }
     if let (Some(scale), Some(replicas)) = (service.get("scale"), deploy.and_then(|d| d.get("replicas")))
         && scale.as_str() != replicas.as_str()
@@ -251,7 +304,8 @@ mod tests {
 
     #[test]
     fn finds_cycles_in_name_order() {
-        let e = run("services:\n  web: {image: a, depends_on: {db: {}}}\n  db: {image: b, depends_on: {web: {}}}\n").unwrap_err();
+        let e = run("services:\n  web: {image: a, depends_on: {db: {}}}\n  db: {image: b, depends_on: {web: {}}}\n")
+            .unwrap_err();
         assert_eq!(e.message, "dependency cycle detected: db -> web -> db");
         // The first edge of the cycle: db's dependency on web.
         assert_eq!(e.location.map(|l| l.line), Some(3));
@@ -259,9 +313,38 @@ mod tests {
 
     #[test]
     fn unknown_dependency_points_at_its_name() {
-        let e = run("services:\n  web:\n    image: a\n    depends_on:\n      dbb: {condition: service_started}\n").unwrap_err();
+        let e = run("services:\n  web:\n    image: a\n    depends_on:\n      dbb: {condition: service_started}\n")
+            .unwrap_err();
         assert!(e.message.contains("undefined service \"dbb\""), "{e}");
         assert_eq!(e.location.map(|l| (l.line, l.column)), Some((5, 7)));
+    }
+
+    #[test]
+    fn a_flat_limit_must_match_an_absent_nested_one() {
+        let e =
+            run("services:\n  web:\n    image: a\n    cpus: 0.7\n    deploy: {resources: {limits: {memory: 1g}}}\n")
+                .unwrap_err();
+        assert_eq!(e.message, "can't set distinct values on 'cpus' and 'deploy.resources.limits.cpus'");
+        run("services:\n  web:\n    image: a\n    cpus: 0.7\n    deploy: {resources: {reservations: {memory: 1g}}}\n")
+            .unwrap();
+        run("services:\n  web:\n    image: a\n    cpus: 0\n    deploy: {resources: {limits: {memory: 1g}}}\n").unwrap();
+        run("services:\n  web:\n    image: a\n    cpus: 0.5\n    deploy: {resources: {limits: {cpus: '0.50'}}}\n")
+            .unwrap();
+    }
+
+    #[test]
+    fn replicas_and_scale_are_not_negative() {
+        let e = run("services:\n  web: {image: a, deploy: {replicas: -1}}\n").unwrap_err();
+        assert_eq!(
+            (e.key.as_str(), e.message.as_str()),
+            ("services.web.deploy.replicas", "must be greater than or equal to 0")
+        );
+        let e = run("services:\n  web: {image: a, scale: -2}\n").unwrap_err();
+        assert_eq!(e.key, "services.web.scale");
+        run("services:\n  web: {image: a, scale: 0}\n").unwrap();
+        let e = run("services:\n  web: {image: a, container_name: w, deploy: {replicas: 2}}\n").unwrap_err();
+        assert_eq!(e.message, "can't set container_name and deploy.replicas as container name must be unique");
+        run("services:\n  web: {image: a, container_name: w, scale: 1}\n").unwrap();
     }
 
     #[test]
@@ -272,9 +355,13 @@ mod tests {
 
     #[test]
     fn undefined_volume_and_duplicate_mounts() {
-        let e = run("services:\n  web:\n    image: a\n    volumes: [{type: volume, source: data, target: /d}]\n").unwrap_err();
+        let e = run("services:\n  web:\n    image: a\n    volumes: [{type: volume, source: data, target: /d}]\n")
+            .unwrap_err();
         assert!(e.message.contains("undefined volume data"), "{e}");
-        let e = run("services:\n  web:\n    image: a\n    tmpfs: [/d]\n    volumes: [{type: bind, source: /x, target: /d}]\n").unwrap_err();
+        let e = run(
+            "services:\n  web:\n    image: a\n    tmpfs: [/d]\n    volumes: [{type: bind, source: /x, target: /d}]\n",
+        )
+        .unwrap_err();
         assert!(e.message.contains("already mounted"), "{e}");
     }
 }

@@ -13,7 +13,8 @@
 //!   prints struct fields that are not pointers even when absent (`ipam: {}`, `deploy.placement: {}`)
 //!   and fields without `omitempty` always (`command: null`, `depends_on.*.required: false`).
 //!
-//! `x-*` keys are kept wherever they are (compose keeps them as extensions; only the top-level ones are
+//! Keys the Go types have no field for are dropped, as mapstructure drops them; `x-*` keys are kept
+//! wherever they are (compose keeps them as extensions; only the top-level ones are
 //! printed, which [`super::Loaded::config_json`] takes care of). Every node keeps the location of the
 //! value it was made from.
 
@@ -30,12 +31,12 @@ enum Ty {
     Bool,
     /// `int`, `int64`: a string is parsed (`strconv.Atoi`), a float truncated.
     Int,
-    /// `uint16`, `uint32`, `uint64`.
-    Uint,
+    /// `uint16`, `uint32`, `uint64`, by width in bits: a larger number wraps around as Go's
+    /// `reflect.Value.SetUint` truncates it (`blkio_config.weight: 70000` is 4464), a negative one is
+    /// an error.
+    Uint(u32),
     /// `float32`.
     Float,
-    /// `any`: kept as written.
-    Any,
     /// A pointer: null stays null (and an `omitempty` field is dropped), anything else is kept even
     /// when it is the zero value.
     Ptr(&'static Ty),
@@ -81,8 +82,10 @@ enum Ty {
 enum Omit {
     /// `omitempty`: false, 0, "", null and empty lists and maps are left out; structs never are.
     Empty,
-    /// `omitzero` on an `OptOut` (a boolean that defaults to true): only `true` is left out. An
-    /// absent one is left out too (compose-go's canonical pass always sets it).
+    /// An `OptOut` (a boolean that defaults to true) that compose never prints, kept for the converter
+    /// when false (`env_file.required`): `true` is left out, and so is an absent one (compose-go's
+    /// canonical pass always sets it). `bind.create_host_path` is an `OptOut` too, but compose v2.40
+    /// prints it like any `omitempty` boolean, `true` included.
     OptOut,
     /// No `omitempty`: always printed, null when absent.
     Never,
@@ -278,7 +281,7 @@ const HOOK: &[Field] = &[
 // `WeightDevice` and `ThrottleDevice` have no tags: mapstructure matches their keys case-insensitively
 // and encoding/json prints the Go field names.
 const BLKIO: &[Field] = &[
-    f("weight", Uint),
+    f("weight", Uint(16)),
     f("weight_device", Slice(&Struct(WEIGHT_DEVICE))),
     f("device_read_bps", Slice(&Struct(THROTTLE_DEVICE))),
     f("device_read_iops", Slice(&Struct(THROTTLE_DEVICE))),
@@ -286,7 +289,7 @@ const BLKIO: &[Field] = &[
     f("device_write_iops", Slice(&Struct(THROTTLE_DEVICE))),
 ];
 
-const WEIGHT_DEVICE: &[Field] = &[always("Path", Str), always("Weight", Uint)];
+const WEIGHT_DEVICE: &[Field] = &[always("Path", Str), always("Weight", Uint(16))];
 
 const THROTTLE_DEVICE: &[Field] = &[always("Path", Str), always("Rate", UnitBytes)];
 
@@ -307,7 +310,7 @@ const DEPLOY: &[Field] = &[
 ];
 
 const UPDATE_CONFIG: &[Field] = &[
-    f("parallelism", Ptr(&Uint)),
+    f("parallelism", Ptr(&Uint(64))),
     f("delay", Duration),
     f("failure_action", Str),
     f("monitor", Duration),
@@ -337,17 +340,13 @@ const DEVICE_REQUEST: &[Field] = &[
     f("options", Labels),
 ];
 
-const RESTART_POLICY: &[Field] = &[
-    f("condition", Str),
-    f("delay", Ptr(&Duration)),
-    f("max_attempts", Ptr(&Uint)),
-    f("window", Ptr(&Duration)),
-];
+const RESTART_POLICY: &[Field] =
+    &[f("condition", Str), f("delay", Ptr(&Duration)), f("max_attempts", Ptr(&Uint(64))), f("window", Ptr(&Duration))];
 
 const PLACEMENT: &[Field] = &[
     f("constraints", STRINGS),
     f("preferences", Slice(&Struct(PLACEMENT_PREFERENCE))),
-    f("max_replicas_per_node", Uint),
+    f("max_replicas_per_node", Uint(64)),
 ];
 
 const PLACEMENT_PREFERENCE: &[Field] = &[f("spread", Str)];
@@ -368,7 +367,7 @@ const PORT: &[Field] = &[
     f("name", Str),
     f("mode", Str),
     f("host_ip", Str),
-    f("target", Uint),
+    f("target", Uint(32)),
     f("published", Str),
     f("protocol", Str),
     f("app_protocol", Str),
@@ -387,11 +386,11 @@ const SERVICE_VOLUME: &[Field] = &[
 ];
 
 const VOLUME_BIND: &[Field] =
-    &[f("selinux", Str), f("propagation", Str), opt_out("create_host_path"), f("recursive", Str)];
+    &[f("selinux", Str), f("propagation", Str), f("create_host_path", Bool), f("recursive", Str)];
 
 const VOLUME_VOLUME: &[Field] = &[f("labels", Labels), f("nocopy", Bool), f("subpath", Str)];
 
-const VOLUME_TMPFS: &[Field] = &[f("size", UnitBytes), f("mode", Uint)];
+const VOLUME_TMPFS: &[Field] = &[f("size", UnitBytes), f("mode", Uint(32))];
 
 const VOLUME_IMAGE: &[Field] = &[f("subpath", Str)];
 
@@ -410,7 +409,7 @@ const HEALTHCHECK: &[Field] = &[
     f("test", HealthTest),
     f("timeout", Ptr(&Duration)),
     f("interval", Ptr(&Duration)),
-    f("retries", Ptr(&Uint)),
+    f("retries", Ptr(&Uint(64))),
     f("start_period", Ptr(&Duration)),
     f("start_interval", Ptr(&Duration)),
     f("disable", Bool),
@@ -431,17 +430,14 @@ const NETWORK: &[Field] = &[
     f("enable_ipv6", Ptr(&Bool)),
 ];
 
-const IPAM: &[Field] = &[f("driver", Str), f("config", Slice(&Ptr(&Struct(IPAM_POOL)))), f("options", Options)];
+// compose-go v2.9.1 has no `options` here (the schema allows it; compose-go added the field later), so
+// compose drops it.
+const IPAM: &[Field] = &[f("driver", Str), f("config", Slice(&Ptr(&Struct(IPAM_POOL))))];
 
 const IPAM_POOL: &[Field] = &[f("subnet", Str), f("gateway", Str), f("ip_range", Str), f("aux_addresses", Labels)];
 
-const VOLUME: &[Field] = &[
-    f("name", Str),
-    f("driver", Str),
-    f("driver_opts", Options),
-    f("external", Bool),
-    f("labels", Labels),
-];
+const VOLUME: &[Field] =
+    &[f("name", Str), f("driver", Str), f("driver_opts", Options), f("external", Bool), f("labels", Labels)];
 
 /// `FileObjectConfig`, behind both `secrets` and `configs`.
 const FILE_OBJECT: &[Field] = &[
@@ -458,10 +454,93 @@ const FILE_OBJECT: &[Field] = &[
 
 const MODEL: &[Field] = &[f("name", Str), f("model", Str), f("context_size", Int), f("runtime_flags", STRINGS)];
 
+/// Removes from the decoded project what `docker compose config` does not print although the project
+/// holds it: `x-*` keys inside services, networks, volumes, ... (`Extensions` are `json:"-"`; the
+/// project's own are printed), a secret's `content` (never printed) and a config's when it came from
+/// `environment`, and the top-level `models` (`Project.MarshalJSON` leaves them out).
+pub fn hide_unprinted(json: &mut serde_json::Value) {
+    let Some(project) = json.as_object_mut() else { return };
+    prune_unused(project);
+    project.remove("models");
+    if let Some(secrets) = project.get_mut("secrets").and_then(serde_json::Value::as_object_mut) {
+        secrets.values_mut().filter_map(serde_json::Value::as_object_mut).for_each(|s| {
+            s.remove("content");
+        });
+    }
+    if let Some(configs) = project.get_mut("configs").and_then(serde_json::Value::as_object_mut) {
+        for config in configs.values_mut().filter_map(serde_json::Value::as_object_mut) {
+            if config.get("environment").and_then(serde_json::Value::as_str).is_some_and(|e| !e.is_empty()) {
+                config.remove("content");
+            }
+        }
+    }
+    for field in PROJECT {
+        if let Some(value) = project.get_mut(field.key) {
+            hide_extensions(value, field.ty);
+        }
+    }
+}
+
+/// compose-go's `WithoutUnnecessaryResources`, which the `config` command applies: the networks,
+/// volumes, secrets and configs no enabled service uses are left out (a section left empty goes).
+fn prune_unused(project: &mut serde_json::Map<String, serde_json::Value>) {
+    use std::collections::HashSet;
+    let mut used: [HashSet<String>; 4] = Default::default();
+    let [networks, volumes, secrets, configs] = &mut used;
+    let services = project.get("services").and_then(serde_json::Value::as_object);
+    for service in services.into_iter().flat_map(|s| s.values()) {
+        let sources = |key: &str| -> Vec<String> {
+            let list = service.get(key).and_then(serde_json::Value::as_array).into_iter().flatten();
+            list.filter_map(|v| v.get("source")?.as_str().map(str::to_owned)).collect()
+        };
+        if let Some(names) = service.get("networks").and_then(serde_json::Value::as_object) {
+            networks.extend(names.keys().cloned());
+        }
+        for volume in service.get("volumes").and_then(serde_json::Value::as_array).into_iter().flatten() {
+            if volume.get("type").and_then(serde_json::Value::as_str) == Some("volume")
+                && let Some(source) = volume.get("source").and_then(serde_json::Value::as_str).filter(|s| !s.is_empty())
+            {
+                volumes.insert(source.to_owned());
+            }
+        }
+        secrets.extend(sources("secrets"));
+        if let Some(build) = service.get("build") {
+            let list = build.get("secrets").and_then(serde_json::Value::as_array).into_iter().flatten();
+            secrets.extend(list.filter_map(|v| v.get("source")?.as_str().map(str::to_owned)));
+        }
+        configs.extend(sources("configs"));
+    }
+    for (key, used) in ["networks", "volumes", "secrets", "configs"].into_iter().zip(used) {
+        if let Some(serde_json::Value::Object(section)) = project.get_mut(key) {
+            section.retain(|name, _| used.contains(name));
+            if section.is_empty() {
+                project.remove(key);
+            }
+        }
+    }
+}
+
+fn hide_extensions(json: &mut serde_json::Value, ty: Ty) {
+    match (ty, json) {
+        (Ptr(inner), json) => hide_extensions(json, *inner),
+        (Slice(item), serde_json::Value::Array(items)) => items.iter_mut().for_each(|i| hide_extensions(i, *item)),
+        (Map(value), serde_json::Value::Object(map)) => map.values_mut().for_each(|v| hide_extensions(v, *value)),
+        (Struct(fields), serde_json::Value::Object(map)) => {
+            map.retain(|key, _| !key.starts_with("x-"));
+            for field in fields {
+                if let Some(value) = map.get_mut(field.key) {
+                    hide_extensions(value, field.ty);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Converts every value of the project in `root` to the shape compose prints.
 pub fn decode(root: &mut Node) -> Result<(), Diagnostic> {
     let taken = std::mem::replace(root, null_node(&root.loc));
-    *root = decode_struct(taken, PROJECT, &Path::root(), true)?;
+    *root = decode_struct(taken, PROJECT, &Path::root())?;
     Ok(())
 }
 
@@ -471,12 +550,11 @@ fn decode_node(node: Node, ty: Ty, path: &Path) -> Result<Node, Diagnostic> {
     if node.is_null() {
         return Ok(match ty {
             // A null decodes to the zero value, which is printed for structs (and nothing else).
-            Struct(fields) => decode_struct(node, fields, path, false)?,
+            Struct(fields) => decode_struct(node, fields, path)?,
             _ => node,
         });
     }
     Ok(match ty {
-        Any => node,
         Ptr(inner) => decode_node(node, *inner, path)?,
         Str => match &node.value {
             Value::Scalar { .. } => str_node(go_sprint(&node), &loc),
@@ -491,27 +569,31 @@ fn decode_node(node: Node, ty: Ty, path: &Path) -> Result<Node, Diagnostic> {
             },
             _ => return Err(error(format!("expected type 'bool', got unconvertible type '{}'", go_type(&node)))),
         },
-        Int | Uint => {
+        Int | Uint(_) => {
             let value = match node.to_json() {
                 serde_json::Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
-                serde_json::Value::String(s) => Some(
-                    s.parse::<i64>().map_err(|_| error(format!("strconv.Atoi: parsing {s:?}: invalid syntax")))?,
-                ),
+                serde_json::Value::String(s) => {
+                    Some(s.parse::<i64>().map_err(|_| error(format!("strconv.Atoi: parsing {s:?}: invalid syntax")))?)
+                }
                 _ => None,
             };
             let Some(value) = value else {
                 return Err(error(format!("expected type 'int', got unconvertible type '{}'", go_type(&node))));
             };
-            if matches!(ty, Uint) && value < 0 {
-                return Err(error(format!("cannot parse '{path}', {value} overflows uint")));
+            match ty {
+                Uint(bits) if value < 0 => {
+                    return Err(error(format!("cannot parse value as 'uint{bits}': {value} overflows uint")));
+                }
+                Uint(bits) if bits < 64 => plain_node((value & ((1i64 << bits) - 1)).to_string(), &loc),
+                _ => plain_node(value.to_string(), &loc),
             }
-            plain_node(value.to_string(), &loc)
         }
         Float | NanoCpus => {
             let value = match node.to_json() {
                 serde_json::Value::Number(n) => n.as_f64(),
                 serde_json::Value::String(s) => Some(
-                    s.parse::<f64>().map_err(|_| error(format!("strconv.ParseFloat: parsing {s:?}: invalid syntax")))?,
+                    s.parse::<f64>()
+                        .map_err(|_| error(format!("strconv.ParseFloat: parsing {s:?}: invalid syntax")))?,
                 ),
                 _ => None,
             };
@@ -542,7 +624,7 @@ fn decode_node(node: Node, ty: Ty, path: &Path) -> Result<Node, Diagnostic> {
             }
             _ => return Err(error(format!("expected a map, got '{}'", go_kind(&node)))),
         },
-        Struct(fields) => decode_struct(node, fields, path, false)?,
+        Struct(fields) => decode_struct(node, fields, path)?,
         UnitBytes => match node.to_json() {
             serde_json::Value::Number(n) if n.is_i64() => str_node(n.to_string(), &loc),
             serde_json::Value::String(s) => str_node(parse_bytes(&s).map_err(error)?.to_string(), &loc),
@@ -562,7 +644,9 @@ fn decode_node(node: Node, ty: Ty, path: &Path) -> Result<Node, Diagnostic> {
         },
         HealthTest => match node.value {
             Value::Seq(items) => string_seq(items.into_iter().map(|n| str_node(go_sprint(&n), &n.loc)).collect(), &loc),
-            Value::Scalar { .. } => string_seq(vec![str_node("CMD-SHELL", &loc), str_node(go_sprint(&node), &loc)], &loc),
+            Value::Scalar { .. } => {
+                string_seq(vec![str_node("CMD-SHELL", &loc), str_node(go_sprint(&node), &loc)], &loc)
+            }
             _ => return Err(error(format!("unexpected value type {} for healthcheck.test", go_type(&node)))),
         },
         HostsList => hosts_list(node, path)?,
@@ -639,7 +723,13 @@ fn decode_node(node: Node, ty: Ty, path: &Path) -> Result<Node, Diagnostic> {
                             )
                         })?;
                         if value != 0 {
-                            out.insert(key.to_owned(), Entry { key_loc: entry.key_loc.clone(), node: plain_node(value.to_string(), &entry.node.loc) });
+                            out.insert(
+                                key.to_owned(),
+                                Entry {
+                                    key_loc: entry.key_loc.clone(),
+                                    node: plain_node(value.to_string(), &entry.node.loc),
+                                },
+                            );
                         }
                     }
                 }
@@ -656,7 +746,9 @@ fn decode_node(node: Node, ty: Ty, path: &Path) -> Result<Node, Diagnostic> {
             serde_json::Value::String(s) if s.eq_ignore_ascii_case("all") => plain_node("-1", &loc),
             serde_json::Value::String(s) => match s.parse::<i64>() {
                 Ok(n) => plain_node(n.to_string(), &loc),
-                Err(_) => return Err(error(format!("invalid value {s:?}, the only value allowed is 'all' or a number"))),
+                Err(_) => {
+                    return Err(error(format!("invalid value {s:?}, the only value allowed is 'all' or a number")));
+                }
             },
             _ => return Err(error(format!("invalid type {} for device count", go_type(&node)))),
         },
@@ -666,7 +758,7 @@ fn decode_node(node: Node, ty: Ty, path: &Path) -> Result<Node, Diagnostic> {
 /// A mapping decoded into a Go struct and marshalled back: known keys converted, zero values of
 /// `omitempty` fields dropped, fields printed even when absent added, `x-*` keys kept. `top` is the
 /// project itself, whose other keys (top-level extensions) are kept too.
-fn decode_struct(node: Node, fields: &'static [Field], path: &Path, top: bool) -> Result<Node, Diagnostic> {
+fn decode_struct(node: Node, fields: &'static [Field], path: &Path) -> Result<Node, Diagnostic> {
     let loc = node.loc.clone();
     let map = match node.value {
         Value::Map(map) => map,
@@ -682,9 +774,11 @@ fn decode_struct(node: Node, fields: &'static [Field], path: &Path, top: bool) -
     let mut out = Map::new();
     for (key, entry) in map {
         let Some(field) = fields.iter().find(|f| f.key.eq_ignore_ascii_case(&key)) else {
-            // Extensions (and anything the schema let through) are kept as written.
-            let _ = top;
-            out.insert(key, entry);
+            // Extensions are kept as written; a key the Go struct has no field for is dropped, as
+            // mapstructure drops it (the schema allows a few: `ipam.options`).
+            if key.starts_with("x-") {
+                out.insert(key, entry);
+            }
             continue;
         };
         let node = decode_node(entry.node, field.ty, &path.key(field.key))?;
@@ -697,14 +791,16 @@ fn decode_struct(node: Node, fields: &'static [Field], path: &Path, top: bool) -
             continue;
         }
         let zero = match field.ty {
-            Struct(inner) => decode_struct(null_node(&loc), inner, &path.key(field.key), false)?,
+            Struct(inner) => decode_struct(null_node(&loc), inner, &path.key(field.key))?,
             _ => null_node(&loc),
         };
         if field.omit == Omit::Never || matches!(field.ty, Struct(_)) {
             let zero = match (field.ty, zero.is_null()) {
                 (Str, true) => str_node("", &loc),
                 (Bool, true) => bool_node(false, &loc),
-                (Int | Uint, true) => plain_node("0", &loc),
+                (Int | Uint(_), true) => plain_node("0", &loc),
+                // The project prints its services as `{}` even when there are none (its own MarshalJSON).
+                (Map(_), true) if field.key == "services" => Node::new(Value::Map(Map::new()), loc.clone()),
                 _ => zero,
             };
             out.insert(field.key.to_owned(), Entry { key_loc: loc.clone(), node: zero });
@@ -819,7 +915,12 @@ fn hosts_list(node: Node, path: &Path) -> Result<Node, Diagnostic> {
                     _ if super::tree::as_string(&entry.node).is_some() => {
                         vec![(go_sprint(&entry.node), entry.node.loc.clone())]
                     }
-                    _ => return Err(error(&entry.node.loc, "unexpected value type map[string]interface {} for extra_hosts entry".into())),
+                    _ => {
+                        return Err(error(
+                            &entry.node.loc,
+                            "unexpected value type map[string]interface {} for extra_hosts entry".into(),
+                        ));
+                    }
                 };
                 for (ip, at) in ips {
                     hosts.push((host.clone(), str_node(ip, &at)));
@@ -924,7 +1025,9 @@ mod tests {
         let web = service("    deploy: {replicas: 0}\n    develop: {watch: [{path: ., action: rebuild}]}\n");
         assert_eq!(web["deploy"], json!({"replicas": 0, "resources": {}, "placement": {}}));
         assert_eq!(web["develop"]["watch"][0]["exec"], json!({"command": null}));
-        let json = run("name: p\nservices: {}\nnetworks: {n: null, m: {ipam: {config: [{subnet: x}]}}}\n").unwrap();
+        let json =
+            run("name: p\nservices: {}\nnetworks: {n: null, m: {ipam: {config: [{subnet: x}], options: {a: b}}}}\n")
+                .unwrap();
         assert_eq!(json["networks"], json!({"n": {"ipam": {}}, "m": {"ipam": {"config": [{"subnet": "x"}]}}}));
     }
 
@@ -942,6 +1045,15 @@ mod tests {
     }
 
     #[test]
+    fn unsigned_fields_wrap_like_go() {
+        let web = service("    blkio_config: {weight: 70000}\n    ports: [{target: 70000}]\n");
+        assert_eq!(web["blkio_config"], json!({"weight": 4464}));
+        assert_eq!(web["ports"], json!([{"target": 70000}]));
+        let e = run("services:\n  web:\n    healthcheck: {retries: -1}\n").unwrap_err();
+        assert_eq!(e.message, "cannot parse value as 'uint64': -1 overflows uint");
+    }
+
+    #[test]
     fn modes_ulimits_and_device_counts() {
         let web = service(
             "    secrets: [{source: s, mode: 0440}, {source: t, mode: '600'}]\n    ulimits: {nofile: {soft: 1, hard: 2}, nproc: 10, core: 0}\n    gpus: [{count: all}]\n",
@@ -952,6 +1064,45 @@ mod tests {
     }
 
     #[test]
+    fn the_printed_view_hides_what_compose_does_not_print() {
+        let mut json = json!({
+            "name": "p",
+            "x-top": 1,
+            "services": {"web": {
+                "x-own": 1,
+                "labels": {"x-label": "kept"},
+                "networks": {"front": null},
+                "volumes": [{"type": "volume", "source": "data", "target": "/d"}, {"type": "bind", "source": "/h", "target": "/h"}],
+                "secrets": [{"source": "s"}],
+                "build": {"context": ".", "secrets": [{"source": "b"}]},
+            }},
+            "networks": {"front": {"x-n": 1}, "back": {}},
+            "volumes": {"data": {}, "/h": {}, "unused": {}},
+            "secrets": {"s": {"content": "hidden", "x-#value": "hidden"}, "b": {}, "unused": {}},
+            "configs": {"unused": {}},
+            "models": {"m": {}},
+        });
+        hide_unprinted(&mut json);
+        assert_eq!(
+            json,
+            json!({
+                "name": "p",
+                "x-top": 1,
+                "services": {"web": {
+                    "labels": {"x-label": "kept"},
+                    "networks": {"front": null},
+                    "volumes": [{"type": "volume", "source": "data", "target": "/d"}, {"type": "bind", "source": "/h", "target": "/h"}],
+                    "secrets": [{"source": "s"}],
+                    "build": {"context": ".", "secrets": [{"source": "b"}]},
+                }},
+                "networks": {"front": {}},
+                "volumes": {"data": {}},
+                "secrets": {"s": {}, "b": {}},
+            })
+        );
+    }
+
+    #[test]
     fn extensions_are_kept_and_locations_too() {
         let text = "name: p\nx-top: {a: 1}\nservices:\n  web:\n    x-own: 1\n    labels: [a=b]\n";
         let mut node = parse(text, &"compose.yaml".into()).unwrap();
@@ -959,7 +1110,8 @@ mod tests {
         let json = node.to_json();
         assert_eq!(json["x-top"], json!({"a": 1}));
         assert_eq!(json["services"]["web"]["x-own"], json!(1));
-        let label = node.get("services").and_then(|s| s.get("web")).and_then(|w| w.get("labels")).and_then(|l| l.get("a"));
+        let label =
+            node.get("services").and_then(|s| s.get("web")).and_then(|w| w.get("labels")).and_then(|l| l.get("a"));
         assert_eq!(label.map(|n| (n.loc.line, n.loc.column)), Some((6, 14)));
     }
 }

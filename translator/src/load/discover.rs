@@ -84,11 +84,8 @@ pub fn discover(request: &Request) -> Result<Discovered, Diagnostic> {
     if files.is_empty() {
         let start = request.project_directory.as_deref().map(absolute).unwrap_or_else(|| cwd.clone());
         files = find_default_files(&start).ok_or_else(|| {
-            error(format!(
-                "no configuration file provided: not found in {} or any parent folder",
-                start.display()
-            ))
-            .with_hint("create compose.yaml there, or name the file with -f")
+            error(format!("no configuration file provided: not found in {} or any parent folder", start.display()))
+                .with_hint("create compose.yaml there, or name the file with -f")
         })?;
     }
     for file in &files {
@@ -103,11 +100,11 @@ pub fn discover(request: &Request) -> Result<Discovered, Diagnostic> {
         None => files[0].parent().map(Path::to_path_buf).unwrap_or_else(|| cwd.clone()),
     };
 
+    // compose-go `WithDefaultProfiles` splits the variable as Go's `strings.Split` does, so an unset or
+    // empty COMPOSE_PROFILES selects the profile "" (a service with `profiles: [""]` is enabled).
     let profiles = if request.profiles.is_empty() {
-        environment
-            .get("COMPOSE_PROFILES")
-            .map(|p| p.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
-            .unwrap_or_default()
+        let variable = environment.get("COMPOSE_PROFILES").map(String::as_str).unwrap_or_default();
+        variable.split(',').map(|s| s.trim().to_owned()).collect()
     } else {
         request.profiles.clone()
     };
@@ -166,7 +163,8 @@ fn with_env_files(
     let mut from_files = Environment::new();
     for file in files {
         let text = std::fs::read_to_string(&file).map_err(|e| {
-            error(format!("couldn't read env file {}: {e}", file.display())).with_hint("check the path given with --env-file")
+            error(format!("couldn't read env file {}: {e}", file.display()))
+                .with_hint("check the path given with --env-file")
         })?;
         let lookup = |key: &str| environment.get(key).or_else(|| from_files.get(key)).cloned();
         let parsed = dotenv::parse(&text, &lookup).map_err(|e| {
@@ -245,6 +243,10 @@ mod tests {
         assert_eq!(found.environment["TAG"], "1");
         assert_eq!(found.environment["HOME"], "/root", "the process environment wins over .env");
         assert_eq!(found.profiles, ["x", "y"]);
+        std::fs::write(dir.path().join(".env"), "COMPOSE_PROFILES=\n").unwrap();
+        assert_eq!(discover(&req).unwrap().profiles, [""]);
+        std::fs::remove_file(dir.path().join(".env")).unwrap();
+        assert_eq!(discover(&req).unwrap().profiles, [""]);
     }
 
     #[test]

@@ -75,7 +75,8 @@ pub fn read_all(
         .and_then(serde_json::Value::as_object)
         .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().map(str::to_owned))).collect())
         .unwrap_or_default();
-    let lookup = |k: &str| environment.get(k).cloned().or_else(|| own.get(k).cloned().flatten().map(|v| v.replace("$$", "$")));
+    let lookup =
+        |k: &str| environment.get(k).cloned().or_else(|| own.get(k).cloned().flatten().map(|v| v.replace("$$", "$")));
     let mut values = IndexMap::new();
     let files = service.get("env_file").and_then(serde_json::Value::as_array).cloned().unwrap_or_default();
     for (i, file) in files.iter().enumerate() {
@@ -119,4 +120,82 @@ pub fn merge_into_environment(
         }
     }
     if errors.is_empty() { Ok(()) } else { Err(Errors(errors)) }
+}
+
+/// For every service: `labels` = the `label_file`s' labels (later files winning) overridden by the
+/// service's own, `label_file` removed (compose-go `WithServicesLabelsResolved`). In a label file,
+/// `${VAR}` is looked up in the labels read before it, never in the project's variables. `json` is in
+/// canonical form, so the files' `$` are written `$$`.
+pub fn merge_label_files(json: &mut serde_json::Value, sources: &SourceMap) -> Result<(), Errors> {
+    let Some(services) = json.get_mut("services").and_then(serde_json::Value::as_object_mut) else { return Ok(()) };
+    let mut errors = Vec::new();
+    for (name, service) in services.iter_mut() {
+        let Some(object) = service.as_object_mut() else { continue };
+        let Some(files) = object.remove("label_file") else { continue };
+        let mut labels: IndexMap<String, String> = IndexMap::new();
+        for (i, file) in files.as_array().into_iter().flatten().enumerate() {
+            let Some(path) = file.as_str() else { continue };
+            let at = sources.get(&format!("services/{name}/label_file/{i}"));
+            let text = match std::fs::read_to_string(path) {
+                Ok(text) => text,
+                Err(e) => {
+                    let message = if e.kind() == std::io::ErrorKind::NotFound {
+                        format!("label file {path} not found")
+                    } else {
+                        format!("couldn't read {path}: {e}")
+                    };
+                    errors.push(
+                        Diagnostic::error(at.cloned(), "label_file", message)
+                            .with_hint("create the file or fix the path"),
+                    );
+                    continue;
+                }
+            };
+            let previous = labels.clone();
+            let lookup = |k: &str| previous.get(k).cloned();
+            match dotenv::parse(&text, &lookup) {
+                Ok(read) => labels.extend(read),
+                Err(e) => {
+                    let loc = Location { file: path.into(), line: e.line, column: e.column, end_line: e.line };
+                    errors.push(Diagnostic::error(Some(loc), "", e.message));
+                }
+            }
+        }
+        let mut merged: serde_json::Map<String, serde_json::Value> =
+            labels.into_iter().map(|(k, v)| (k, serde_json::Value::String(v.replace('$', "$$")))).collect();
+        if let Some(serde_json::Value::Object(own)) = object.remove("labels") {
+            merged.extend(own);
+        }
+        if !merged.is_empty() {
+            object.insert("labels".into(), serde_json::Value::Object(merged));
+        }
+    }
+    if errors.is_empty() { Ok(()) } else { Err(Errors(errors)) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn label_files_are_merged_under_the_service_labels() {
+        let dir = std::env::temp_dir().join(format!("flotilla-label-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let first = dir.join("a.labels");
+        let second = dir.join("b.labels");
+        std::fs::write(&first, "A=1\nB=2\n").unwrap();
+        std::fs::write(&second, "B=${A}0\nC=3\n").unwrap();
+        let mut json = json!({"services": {"web": {
+            "label_file": [first.display().to_string(), second.display().to_string()],
+            "labels": {"C": "own"},
+        }}});
+        merge_label_files(&mut json, &SourceMap::default()).unwrap();
+        assert_eq!(json["services"]["web"], json!({"labels": {"A": "1", "B": "10", "C": "own"}}));
+        std::fs::remove_dir_all(&dir).unwrap();
+
+        let mut json = json!({"services": {"web": {"label_file": ["/nonexistent/l"]}}});
+        let e = merge_label_files(&mut json, &SourceMap::default()).unwrap_err();
+        assert_eq!(e.0[0].message, "label file /nonexistent/l not found");
+    }
 }

@@ -58,7 +58,11 @@ pub fn apply(
         let mut env = environment.clone();
         for file in &spec.env_files {
             let text = std::fs::read_to_string(file).map_err(|e| {
-                Diagnostic::error(Some(item.loc.clone()), "include.env_file", format!("couldn't read {}: {e}", file.display()))
+                Diagnostic::error(
+                    Some(item.loc.clone()),
+                    "include.env_file",
+                    format!("couldn't read {}: {e}", file.display()),
+                )
             })?;
             let lookup = |k: &str| env.get(k).cloned();
             let parsed = dotenv::parse(&text, &lookup).map_err(|e| {

@@ -204,7 +204,12 @@ struct FileLoader {
 
 impl FileLoader {
     /// compose-go's `loadYamlModel`: every file merged in order, then defaults, paths and `environment`.
-    fn load_model(&mut self, files: &[PathBuf], working_dir: &Path, included: &mut Vec<PathBuf>) -> Result<Node, Diagnostic> {
+    fn load_model(
+        &mut self,
+        files: &[PathBuf],
+        working_dir: &Path,
+        included: &mut Vec<PathBuf>,
+    ) -> Result<Node, Diagnostic> {
         let mut root = None;
         for file in files {
             root = Some(self.load_file(file, working_dir, root, included)?);
@@ -268,8 +273,12 @@ impl FileLoader {
             && let Some(version) = map.shift_remove("version")
         {
             self.warnings.push(
-                Diagnostic::warning(Some(version.key_loc), "version", "the attribute `version` is obsolete, it will be ignored")
-                    .with_hint("remove it to avoid potential confusion"),
+                Diagnostic::warning(
+                    Some(version.key_loc),
+                    "version",
+                    "the attribute `version` is obsolete, it will be ignored",
+                )
+                .with_hint("remove it to avoid potential confusion"),
             );
         }
         canonical::canonical(&mut merged)?;

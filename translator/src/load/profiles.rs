@@ -8,11 +8,8 @@ use crate::load::yaml::{Node, Value};
 /// Removes the services of `root` that the selected `profiles` do not activate, and returns their names.
 pub fn apply(root: &mut Node, profiles: &[String]) -> Vec<String> {
     let Some(services) = root.get_mut("services").and_then(Node::as_map_mut) else { return Vec::new() };
-    let inactive: Vec<String> = services
-        .iter()
-        .filter(|(_, entry)| !is_active(&entry.node, profiles))
-        .map(|(name, _)| name.clone())
-        .collect();
+    let inactive: Vec<String> =
+        services.iter().filter(|(_, entry)| !is_active(&entry.node, profiles)).map(|(name, _)| name.clone()).collect();
     for name in &inactive {
         services.shift_remove(name);
     }

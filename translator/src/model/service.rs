@@ -684,12 +684,18 @@ pub struct FileRef {
     pub extensions: Extensions,
 }
 
-/// `nofile: 10` or `nofile: {soft: 10, hard: 20}`.
+/// `nofile: 10` or `nofile: {soft: 10, hard: 20}`. Compose leaves out a zero limit when it prints the
+/// mapping form, so either half may be missing (`{}` for `nofile: 0`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Ulimit {
     Single(Scalar),
-    Range { soft: Scalar, hard: Scalar },
+    Range {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        soft: Option<Scalar>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hard: Option<Scalar>,
+    },
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
