@@ -83,9 +83,14 @@ pub struct ConvertArgs {
     /// Treat warnings as errors.
     #[arg(long)]
     pub strict: bool,
-    /// How bind mounts are converted (a service's `x-flotilla.bind-mounts` overrides it).
+    /// How bind mounts of the project's own files are converted (a service's `x-flotilla: {bind_mounts}`
+    /// overrides it; paths outside the project always stay host paths).
     #[arg(long, value_enum, default_value_t = BindMounts::Configmap)]
     pub bind_mounts: BindMounts,
+    /// Image of the init containers that wait for `depends_on` services (needs sh, nc and nslookup);
+    /// default: the project's `x-flotilla: {wait_image}`, else busybox:1.36.
+    #[arg(long, value_name = "IMAGE")]
+    pub wait_image: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]

@@ -12,7 +12,16 @@ use crate::args::{self, ConvertArgs, Format};
 use crate::commands::Failure;
 
 pub fn run(args: &ConvertArgs) -> Result<(), Failure> {
-    let conversion = convert(&args.project, args.namespace.clone(), args.bind_mounts, args.strict)?;
+    let options = Options {
+        namespace: args.namespace.clone(),
+        bind_mounts: match args.bind_mounts {
+            args::BindMounts::Configmap => BindMounts::ConfigMap,
+            args::BindMounts::Hostpath => BindMounts::HostPath,
+        },
+        wait_image: args.wait_image.clone(),
+        ..Options::default()
+    };
+    let conversion = convert(&args.project, &options, args.strict)?;
     match &args.out {
         None => {
             let text = render_all(&conversion.objects, args.format);
@@ -24,22 +33,9 @@ pub fn run(args: &ConvertArgs) -> Result<(), Failure> {
 }
 
 /// Loads and converts; prints the warnings, or refuses them all under `strict`.
-pub fn convert(
-    project: &args::ProjectArgs,
-    namespace: Option<String>,
-    bind_mounts: args::BindMounts,
-    strict: bool,
-) -> Result<Conversion, Failure> {
+pub fn convert(project: &args::ProjectArgs, options: &Options, strict: bool) -> Result<Conversion, Failure> {
     let loaded = crate::project::load(project)?;
-    let options = Options {
-        namespace,
-        bind_mounts: match bind_mounts {
-            args::BindMounts::Configmap => BindMounts::ConfigMap,
-            args::BindMounts::Hostpath => BindMounts::HostPath,
-        },
-        ..Options::default()
-    };
-    let conversion = translator::project::convert_loaded(&loaded, &options)?;
+    let conversion = translator::project::convert_loaded(&loaded, options)?;
     if strict && !conversion.diagnostics.is_empty() {
         let errors = conversion.diagnostics.into_iter().map(|mut d| {
             d.severity = Severity::Error;

@@ -96,7 +96,7 @@ pub fn apply(ctx: &mut Ctx, u: &mut Unit, svc: &Service) {
         let init_name = names::join("wait-for", &dep_name);
         u.init.push(Container {
             name: init_name.clone(),
-            image: Some(ctx.options.wait_image.clone()),
+            image: Some(ctx.wait_image.clone()),
             image_pull_policy: Some("IfNotPresent".into()),
             command: Some(vec!["sh".into(), "-c".into(), script]),
             ..Default::default()

@@ -70,7 +70,10 @@ pub enum Controller {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BindMountSetting {
+    /// Kompose spells the volume types in camel case (`kompose.volume.type: hostPath`); both are accepted.
+    #[serde(alias = "configMap")]
     ConfigMap,
+    #[serde(alias = "hostPath")]
     HostPath,
 }
 
@@ -83,6 +86,16 @@ pub struct FlotillaExtension {
     pub startup: Option<bool>,
     pub bind_mounts: Option<BindMountSetting>,
     pub service_type: Option<String>,
+}
+
+/// `x-flotilla` at the top level of the project.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlotillaProject {
+    /// The namespace for every object (`--namespace` wins).
+    pub namespace: Option<String>,
+    /// The image of the init containers that wait for dependencies (`--wait-image` wins).
+    pub wait_image: Option<String>,
 }
 
 /// `x-flotilla` on a top-level volume.
@@ -108,11 +121,16 @@ fn parse_ext<T: for<'de> Deserialize<'de> + Default>(
             ctx.warn(
                 &at,
                 format!("ignored: {}", e.to_string().to_lowercase()),
-                "see the x-flotilla reference in the docs",
+                "see the x-flotilla section of README.md",
             );
             T::default()
         }
     }
+}
+
+pub(crate) fn project_ext(ctx: &mut Ctx) -> FlotillaProject {
+    let value = ctx.project.extensions.get("x-flotilla").cloned();
+    parse_ext(ctx, &[], value.as_ref())
 }
 
 pub(crate) fn service_ext(ctx: &mut Ctx, compose: &str, svc: &Service) -> FlotillaExtension {

@@ -68,7 +68,8 @@ pub struct Options {
     pub namespace: Option<String>,
     pub bind_mounts: BindMounts,
     /// Image of the init containers that wait for dependencies; needs `sh`, `nc` and `nslookup`.
-    pub wait_image: String,
+    /// Default: the project's `x-flotilla: {wait_image}`, else [`DEFAULT_WAIT_IMAGE`].
+    pub wait_image: Option<String>,
     /// Size of a PVC when neither a label nor `x-flotilla` sets one.
     pub volume_size: String,
     /// The project directory. Bind mounts of paths outside it are host resources (`/proc`, a socket, the
@@ -82,12 +83,15 @@ impl Default for Options {
         Options {
             namespace: None,
             bind_mounts: BindMounts::ConfigMap,
-            wait_image: "busybox:1.36".into(),
+            wait_image: None,
             volume_size: "100Mi".into(),
             project_dir: None,
         }
     }
 }
+
+/// The image of the init containers that wait for dependencies when nothing else is said.
+pub const DEFAULT_WAIT_IMAGE: &str = "busybox:1.36";
 
 /// One Kubernetes object of the output. Serialises as the object itself (with `apiVersion` and `kind`).
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -206,6 +210,8 @@ pub(crate) struct Ctx<'a> {
     pub files: &'a dyn ProjectFiles,
     pub options: &'a Options,
     pub namespace: String,
+    /// The image of the init containers that wait for dependencies.
+    pub wait_image: String,
     /// Compose service name to Kubernetes name.
     pub names: BTreeMap<String, String>,
     pub objects: Vec<Object>,
@@ -225,6 +231,7 @@ impl<'a> Ctx<'a> {
             files,
             options,
             namespace: String::new(),
+            wait_image: String::new(),
             names: BTreeMap::new(),
             objects: Vec::new(),
             made: BTreeSet::new(),
@@ -281,7 +288,10 @@ impl<'a> Ctx<'a> {
     }
 
     fn run(&mut self) {
-        self.namespace = names::namespace(self);
+        let project = labels::project_ext(self);
+        self.wait_image =
+            (self.options.wait_image.clone().or(project.wait_image)).unwrap_or_else(|| DEFAULT_WAIT_IMAGE.to_owned());
+        self.namespace = names::namespace(self, project.namespace.as_deref());
         names::service_names(self);
         if self.diagnostics.iter().any(Diagnostic::is_error) {
             return;

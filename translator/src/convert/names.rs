@@ -97,8 +97,10 @@ pub fn port_name(text: &str) -> Option<String> {
 }
 
 /// The namespace: `--namespace`, else the project name made valid.
-pub fn namespace(ctx: &mut Ctx) -> String {
-    if let Some(ns) = &ctx.options.namespace {
+/// `--namespace`, else the project's `x-flotilla: {namespace}`, else the project name, made valid.
+pub fn namespace(ctx: &mut Ctx, from_project: Option<&str>) -> String {
+    if let Some(ns) = ctx.options.namespace.clone().or(from_project.map(str::to_owned)) {
+        let ns = &ns;
         let valid = k8s_name(ns);
         if &valid != ns {
             ctx.warn(&["name"], format!("namespace {ns:?} is not a valid kubernetes name; using {valid:?}"), "");

@@ -760,3 +760,33 @@ fn odd_values_do_not_panic() {
     let errors = result.unwrap_err().0;
     assert_eq!(errors.len(), 2, "{errors:?}");
 }
+
+#[test]
+fn bind_mounts_outside_the_project_stay_host_paths() {
+    let files = MemoryFiles::default().with("/p/conf/app.conf", "a=1");
+    let options = Options { project_dir: Some("/p".into()), ..Options::default() };
+    let service = json!({"image": "a", "volumes": [
+        {"type": "bind", "source": "/p/conf", "target": "/etc/app"},
+        {"type": "bind", "source": "/proc", "target": "/host/proc", "read_only": true},
+    ]});
+    let c = run_with(web(service), &files, &options).unwrap();
+    let volumes = &obj(&c, "Deployment", "web")["spec"]["template"]["spec"]["volumes"];
+    assert!(volumes[0]["configMap"].is_object(), "project files travel as a ConfigMap: {volumes}");
+    assert_eq!(volumes[1]["hostPath"]["path"], "/proc", "a host resource stays a host path: {volumes}");
+}
+
+#[test]
+fn project_extension_sets_namespace_and_wait_image_unless_the_caller_does() {
+    let value = json!({"name": "demo", "x-flotilla": {"namespace": "shop", "wait_image": "alpine:3"},
+        "services": {"web": {"image": "a", "depends_on": {"db": {"condition": "service_started", "required": true}}},
+                     "db": {"image": "b", "ports": [{"target": 5432, "protocol": "tcp", "mode": "ingress"}]}}});
+    let c = run(value.clone());
+    let d = obj(&c, "Deployment", "web");
+    assert_eq!(d["metadata"]["namespace"], "shop");
+    assert_eq!(d["spec"]["template"]["spec"]["initContainers"][0]["image"], "alpine:3");
+    let options = Options { namespace: Some("cli".into()), wait_image: Some("busybox:1".into()), ..Options::default() };
+    let c = run_with(value, &MemoryFiles::default(), &options).unwrap();
+    let d = obj(&c, "Deployment", "web");
+    assert_eq!(d["metadata"]["namespace"], "cli");
+    assert_eq!(d["spec"]["template"]["spec"]["initContainers"][0]["image"], "busybox:1");
+}
