@@ -212,6 +212,8 @@ pub(crate) struct Ctx<'a> {
     pub namespace: String,
     /// The image of the init containers that wait for dependencies.
     pub wait_image: String,
+    /// The value of `app.kubernetes.io/part-of`: the project's name, made a valid label value.
+    pub part_of: String,
     /// Compose service name to Kubernetes name.
     pub names: BTreeMap<String, String>,
     pub objects: Vec<Object>,
@@ -232,6 +234,7 @@ impl<'a> Ctx<'a> {
             options,
             namespace: String::new(),
             wait_image: String::new(),
+            part_of: String::new(),
             names: BTreeMap::new(),
             objects: Vec::new(),
             made: BTreeSet::new(),
@@ -282,7 +285,7 @@ impl<'a> Ctx<'a> {
         ObjectMeta {
             name: Some(name.to_string()),
             namespace: Some(self.namespace.clone()),
-            labels: Some(labels::project_labels(&self.namespace)),
+            labels: Some(labels::project_labels(&self.part_of)),
             ..Default::default()
         }
     }
@@ -292,6 +295,10 @@ impl<'a> Ctx<'a> {
         self.wait_image =
             (self.options.wait_image.clone().or(project.wait_image)).unwrap_or_else(|| DEFAULT_WAIT_IMAGE.to_owned());
         self.namespace = names::namespace(self, project.namespace.as_deref());
+        self.part_of = match self.project.name.as_deref() {
+            Some(name) if !name.is_empty() => names::k8s_name(name),
+            _ => self.namespace.clone(),
+        };
         names::service_names(self);
         if self.diagnostics.iter().any(Diagnostic::is_error) {
             return;

@@ -186,7 +186,7 @@ fn annotations(u: &Unit) -> BTreeMap<String, String> {
 }
 
 pub fn make(ctx: &mut Ctx, u: &mut Unit) {
-    let project_labels = labels::service_labels(&ctx.namespace, &u.name);
+    let project_labels = labels::service_labels(&ctx.part_of, &u.name);
     let ports: Vec<ServicePort> = u
         .ports
         .iter()

@@ -281,7 +281,7 @@ fn placement(ctx: &mut Ctx, u: &mut Unit, svc: &Service) {
 }
 
 pub fn make(ctx: &mut Ctx, u: &mut Unit) {
-    let mut pod_labels = labels::service_labels(&ctx.namespace, &u.name);
+    let mut pod_labels = labels::service_labels(&ctx.part_of, &u.name);
     pod_labels.extend(u.pod_labels.clone());
     let mut spec = u.pod.clone();
     let mut containers = vec![u.container.clone()];
@@ -301,7 +301,7 @@ pub fn make(ctx: &mut Ctx, u: &mut Unit) {
         spec: Some(spec),
     };
     let mut meta = ctx.meta(&u.name);
-    meta.labels = Some(labels::service_labels(&ctx.namespace, &u.name));
+    meta.labels = Some(labels::service_labels(&ctx.part_of, &u.name));
     meta.annotations = (!u.annotations.is_empty()).then(|| u.annotations.clone());
     let selector = LabelSelector { match_labels: Some(labels::selector(&u.name)), ..Default::default() };
     let uses_claims = u.volumes.iter().any(|v| v.persistent_volume_claim.is_some());
