@@ -79,6 +79,9 @@ fn differential_against_docker_compose_v2() {
         results.len() - agree - known
     );
     eprintln!("{table}");
+    if only.is_none() {
+        refusals_as_reviewed(&results);
+    }
 
     // Allow-list hygiene.
     for (case, reason) in KNOWN_DIFFERENCES {
@@ -113,6 +116,40 @@ fn differential_against_docker_compose_v2() {
         }
         panic!("{report}");
     }
+}
+
+/// The inputs both tools refuse, with each tool's reason, kept as a reviewed snapshot
+/// (`snapshots/refused-by-both.snap`): a reader sees why each is refused, and a change in either tool's
+/// reasons shows up in review. Paths are written relative to the repository and the shared folder.
+fn refusals_as_reviewed(results: &[CaseResult]) {
+    let repo = common::repo_root().display().to_string();
+    let shared = common::shared_dir().display().to_string();
+    let mut text = String::new();
+    for r in results.iter().filter(|r| r.both_refuse) {
+        let (Verdict::Refused { reason: compose, .. }, Verdict::Refused { stderr, .. }) = (&r.compose, &r.flotilla)
+        else {
+            continue;
+        };
+        let flotilla = stderr.lines().find(|l| l.starts_with("error: ")).unwrap_or_else(|| first_line(stderr));
+        // Compose walks an extends cycle from whichever service its map yields first, so the order of
+        // the services in its message changes from run to run.
+        let compose = match compose.split_once("Circular reference:") {
+            Some(_) => "Circular reference: (services listed in an order that varies between runs)",
+            None => compose.as_str(),
+        };
+        let _ = writeln!(
+            text,
+            "{}
+    compose:  {compose}
+    flotilla: {flotilla}",
+            r.case
+        );
+    }
+    let text = text.replace(&shared, "<shared>").replace(&repo, "<repo>");
+    let mut settings = insta::Settings::clone_current();
+    settings.set_prepend_module_to_snapshot(false);
+    settings.set_omit_expression(true);
+    settings.bind(|| insta::assert_snapshot!("refused-by-both", text));
 }
 
 /// The differential is only as good as the reference's exit status: check that Compose exits non-zero

@@ -5,7 +5,7 @@
 //! the cast table of `loader/interpolate.go`.
 
 use crate::diag::Diagnostic;
-use crate::load::interpolate::interpolate;
+use crate::load::interpolate::{InterpolationErrorKind, interpolate};
 use crate::load::yaml::{Node, Value};
 
 #[derive(Clone, Copy)]
@@ -94,8 +94,16 @@ fn walk<'a>(
             }
             let dotted = || path.iter().map(String::as_str).collect::<Vec<_>>().join(".");
             let replaced = interpolate(text, lookup).map_err(|e| {
-                Diagnostic::error(Some(node.loc.clone()), dotted(), e.message)
-                    .with_hint("set the variable (in the environment or .env), or escape a literal $ as $$")
+                let hint = match &e.kind {
+                    InterpolationErrorKind::MissingRequired { variable, .. } => {
+                        format!("set {variable} in the environment or in .env (or pass --env-file)")
+                    }
+                    InterpolationErrorKind::InvalidFormat { .. } => {
+                        "write `${NAME}`; a literal $ is written $$".to_owned()
+                    }
+                    InterpolationErrorKind::TooDeep => "nest fewer `${...}` inside each other".to_owned(),
+                };
+                Diagnostic::error(Some(node.loc.clone()), dotted(), e.message).with_hint(hint)
             })?;
             match cast_for(path) {
                 None => {
