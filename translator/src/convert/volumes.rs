@@ -327,9 +327,8 @@ fn bind(ctx: &mut Ctx, u: &mut Unit, owner: &str, i: usize, v: &ServiceVolume, m
     // Only the project's own files are looked at: what exists elsewhere on this machine says nothing
     // about the node that will run the pod, and would make the output depend on where it was made.
     let create = v.bind.as_ref().and_then(|b| b.create_host_path).unwrap_or(false);
-    let missing = !outside_project(ctx, &source)
-        && ctx.files.list_dir(&source).is_none()
-        && ctx.files.read(&source).is_err();
+    let missing =
+        !outside_project(ctx, &source) && ctx.files.list_dir(&source).is_none() && ctx.files.read(&source).is_err();
     let kind = if missing && create { Some("DirectoryOrCreate".to_string()) } else { None };
     if let Some(p) = v.bind.as_ref().and_then(|b| b.propagation.as_deref()) {
         m.mount_propagation = match p {

@@ -217,55 +217,10 @@ fn go_percent_d(node: &Node) -> String {
     }
 }
 
-/// The container path of a short-syntax volume, parsed like compose-go `format.ParseVolume`:
-/// `SOURCE:TARGET[:MODE]` or a lone `TARGET`, with `C:` drive letters and `${...}` kept whole.
+/// The container path of a short-syntax volume (`SOURCE:TARGET[:MODE]` or a lone `TARGET`), parsed by
+/// the canonical transform's own parser so both read a spec the same way.
 pub(crate) fn volume_target(spec: &str) -> Result<String, String> {
-    match spec.len() {
-        0 => return Err("invalid empty volume spec".to_owned()),
-        1 | 2 => return Ok(spec.to_owned()),
-        _ => {}
-    }
-    let bytes = spec.as_bytes();
-    let mut source = String::new();
-    let mut target = String::new();
-    let mut buffer = String::new();
-    let mut depth = 0usize;
-    // A NUL after the spec marks its end, as in compose-go.
-    for (i, c) in spec.char_indices().chain(std::iter::once((spec.len(), '\0'))) {
-        if c == '$' && bytes.get(i + 1) == Some(&b'{') {
-            depth += 1;
-            buffer.push(c);
-            continue;
-        }
-        if c == '}' && depth > 0 {
-            depth -= 1;
-            buffer.push(c);
-            continue;
-        }
-        let drive = c == ':' && buffer.chars().count() == 1 && buffer.chars().all(char::is_alphabetic);
-        if drive {
-            buffer.push(c);
-        } else if (c == ':' || c == '\0') && depth == 0 {
-            if buffer.is_empty() {
-                return Err(format!("invalid spec: {spec}: empty section between colons"));
-            }
-            if source.is_empty() && c == '\0' {
-                target = std::mem::take(&mut buffer);
-            } else if source.is_empty() {
-                source = std::mem::take(&mut buffer);
-            } else if target.is_empty() {
-                target = std::mem::take(&mut buffer);
-            } else if c == ':' {
-                return Err(format!("invalid spec: {spec}: too many colons"));
-            } else {
-                // Mount options (`ro`, `z`...) do not change the target.
-                buffer.clear();
-            }
-        } else {
-            buffer.push(c);
-        }
-    }
-    Ok(target)
+    crate::load::canonical::parse_volume(spec).map(|v| v.target)
 }
 
 #[cfg(test)]

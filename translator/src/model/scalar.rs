@@ -84,23 +84,9 @@ impl Bytes {
     }
 }
 
-/// `64m`, `1g`, `1000`, `1.5GB` → bytes (binary multiples, as docker's `RAMInBytes`).
+/// `64m`, `1g`, `1000` → bytes, as the loader reads sizes (docker's `RAMInBytes`).
 pub fn parse_bytes(text: &str) -> Option<u64> {
-    let text = text.trim().to_ascii_lowercase();
-    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number.parse().ok()?;
-    let factor: f64 = match unit.trim().trim_end_matches("ib").trim_end_matches('b') {
-        "" => 1.0,
-        "k" => 1024.0,
-        "m" => 1024.0 * 1024.0,
-        "g" => 1024.0 * 1024.0 * 1024.0,
-        "t" => 1024.0_f64.powi(4),
-        "p" => 1024.0_f64.powi(5),
-        _ => return None,
-    };
-    let value = number * factor;
-    (value.is_finite() && value >= 0.0).then_some(value as u64)
+    crate::load::units::parse_bytes(text.trim()).ok().and_then(|b| u64::try_from(b).ok())
 }
 
 /// A Go duration as compose prints it (`"1m30s"`, `"10s"`, `"500ms"`); a bare number means seconds.
@@ -120,38 +106,13 @@ impl Duration {
     }
 }
 
-/// `1h2m3.5s`, `500ms`, `10us` → seconds. `None` for anything else.
+/// `1h2m3.5s`, `500ms`, `10us` → seconds, as the loader reads durations; a bare number means seconds.
 pub fn parse_duration(text: &str) -> Option<f64> {
     let text = text.trim();
-    if text.is_empty() {
-        return None;
-    }
     if let Ok(secs) = text.parse::<f64>() {
         return Some(secs);
     }
-    let mut total = 0.0;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let split = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
-        if split == 0 {
-            return None;
-        }
-        let number: f64 = rest[..split].parse().ok()?;
-        rest = &rest[split..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
-        let factor = match &rest[..unit_len] {
-            "h" => 3600.0,
-            "m" => 60.0,
-            "s" => 1.0,
-            "ms" => 1e-3,
-            "us" | "µs" => 1e-6,
-            "ns" => 1e-9,
-            _ => return None,
-        };
-        total += number * factor;
-        rest = &rest[unit_len..];
-    }
-    Some(total)
+    crate::load::units::parse_duration(text).ok().map(|d| d.as_secs_f64())
 }
 
 /// Decoders that accept a number or boolean where compose's schema says string (`environment: {A: 1}`).
@@ -221,6 +182,7 @@ mod tests {
         assert_eq!(parse_bytes("64m"), Some(64 * 1024 * 1024));
         assert_eq!(parse_bytes("52428800"), Some(52428800));
         assert_eq!(parse_bytes("1gb"), Some(1 << 30));
+        assert_eq!(parse_bytes("1.5g"), Some(3 << 29));
         assert_eq!(parse_bytes("lots"), None);
     }
 
