@@ -1,13 +1,16 @@
 //! Where a value of the resolved model came from.
 //!
-//! The loader keeps a [`SourceMap`] beside the model: for every node of the canonical JSON document it
-//! records the file, line and column the node was written at (after merges, `extends` and `include`, the
-//! position of the file that won). Everything downstream addresses values by [`Path`] and asks the map,
-//! so the typed model stays plain serde data and messages can still point at `file:line:col`.
+//! The loader keeps its final located tree beside the model: every node of it records the file, line and
+//! column it was written at (after merges, `extends` and `include`, the position of the file that won).
+//! Everything downstream addresses values by their [`Path`] in the canonical JSON and asks the
+//! [`SourceMap`], so the typed model stays plain serde data and messages can still point at
+//! `file:line:col`. The map answers by walking the tree, so keeping it costs nothing until a message
+//! needs a position.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
+
+use crate::load::yaml::{Node, Value};
 
 /// A position in a compose file. Lines and columns count from 1, as editors show them.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -26,57 +29,70 @@ impl fmt::Display for Location {
     }
 }
 
-/// A path into the canonical model, as JSON object keys and array indexes: `services/web/ports/0`.
+/// A path into the canonical model, as JSON object keys and array indexes joined by `/`:
+/// `services/web/ports/0`. A last segment `@key` names the key of a mapping entry rather than its value
+/// (where "unknown key" belongs).
 pub type Path = str;
 
-/// Locations of the nodes of the canonical model, keyed by their `/`-joined path.
+/// Locations of the nodes of the canonical model.
 #[derive(Clone, Debug, Default)]
 pub struct SourceMap {
-    entries: HashMap<String, Location>,
+    root: Option<Arc<Node>>,
 }
 
 impl SourceMap {
-    pub fn insert(&mut self, path: String, location: Location) {
-        self.entries.insert(path, location);
+    /// The map of a located tree whose JSON form is the canonical model.
+    pub fn new(root: Node) -> Self {
+        SourceMap { root: Some(Arc::new(root)) }
     }
 
     /// The location of `path`, or of its nearest ancestor that has one (values made by normalisation,
     /// such as defaults, point at the key that caused them).
     pub fn get(&self, path: &Path) -> Option<&Location> {
-        let mut path = path;
-        loop {
-            if let Some(found) = self.entries.get(path) {
-                return Some(found);
-            }
-            path = &path[..path.rfind('/')?];
+        let mut node = self.root.as_deref()?;
+        let mut segments = path.split('/').filter(|s| !s.is_empty()).peekable();
+        while let Some(segment) = segments.next() {
+            let next = match &node.value {
+                Value::Map(map) => match map.get(segment) {
+                    // `x/@key` is the key of entry `x`.
+                    Some(entry) if segments.peek() == Some(&"@key") => return Some(&entry.key_loc),
+                    Some(entry) => &entry.node,
+                    None => break,
+                },
+                Value::Seq(items) => match segment.parse::<usize>().ok().and_then(|i| items.get(i)) {
+                    Some(item) => item,
+                    None => break,
+                },
+                _ => break,
+            };
+            node = next;
         }
+        Some(&node.loc)
     }
 
     /// Shorthand for `get` with the segments joined by `/`.
     pub fn at(&self, segments: &[&str]) -> Option<&Location> {
         self.get(&segments.join("/"))
     }
-
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::load::yaml::parse;
 
     #[test]
-    fn falls_back_to_the_nearest_ancestor() {
-        let mut map = SourceMap::default();
-        let loc = Location { file: "compose.yaml".into(), line: 3, column: 5, end_line: 4 };
-        map.insert("services/web".into(), loc.clone());
-        assert_eq!(map.get("services/web/ports/0/published"), Some(&loc));
-        assert_eq!(map.get("volumes"), None);
-        assert_eq!(map.at(&["services", "web"]).map(ToString::to_string).as_deref(), Some("compose.yaml:3:5"));
+    fn walks_to_values_keys_and_nearest_ancestors() {
+        let root = parse("services:\n  web:\n    ports:\n      - 80\n", &"c.yaml".into()).unwrap();
+        let map = SourceMap::new(root);
+        let at = |p: &str| map.get(p).map(|l| (l.line, l.column));
+        assert_eq!(at("services/web/ports/0"), Some((4, 9)));
+        assert_eq!(at("services/web/ports/@key"), Some((3, 5)));
+        assert_eq!(at("services/web/@key"), Some((2, 3)));
+        // Made by normalisation: the nearest written ancestor answers.
+        assert_eq!(at("services/web/ports/0/published"), Some((4, 9)));
+        assert_eq!(at("services/web/networks"), Some((3, 5)));
+        assert_eq!(map.at(&["services", "web"]).map(ToString::to_string).as_deref(), Some("c.yaml:3:5"));
+        assert_eq!(SourceMap::default().get("services"), None);
     }
 }

@@ -29,6 +29,7 @@ pub fn run(args: &ConvertArgs) -> Result<(), Failure> {
         }
         Some(dir) => write_dir(dir, &conversion.objects, args.format)?,
     }
+    std::mem::forget(conversion);
     Ok(())
 }
 
@@ -36,6 +37,8 @@ pub fn run(args: &ConvertArgs) -> Result<(), Failure> {
 pub fn convert(project: &args::ProjectArgs, options: &Options, strict: bool) -> Result<Conversion, Failure> {
     let loaded = crate::project::load(project)?;
     let conversion = translator::project::convert_loaded(&loaded, options)?;
+    // The process ends soon after; letting the OS reclaim a large project is faster than freeing it.
+    std::mem::forget(loaded);
     if strict && !conversion.diagnostics.is_empty() {
         let errors = conversion.diagnostics.into_iter().map(|mut d| {
             d.severity = Severity::Error;

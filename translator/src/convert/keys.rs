@@ -257,8 +257,26 @@ pub fn service(ctx: &mut Ctx, compose: &str, svc: &Service) {
 }
 
 pub fn top_level(ctx: &mut Ctx) {
-    let Ok(serde_json::Value::Object(map)) = serde_json::to_value(ctx.project) else { return };
-    for key in map.keys() {
+    // The keys the project sets, without serialising its services (they are judged one by one).
+    let p = ctx.project;
+    let fixed = [
+        ("version", p.version.is_some()),
+        ("name", p.name.is_some()),
+        ("include", p.include.is_some()),
+        ("services", true),
+        ("networks", p.networks.is_some()),
+        ("volumes", p.volumes.is_some()),
+        ("secrets", p.secrets.is_some()),
+        ("configs", p.configs.is_some()),
+        ("models", p.models.is_some()),
+    ];
+    let present: Vec<String> = fixed
+        .iter()
+        .filter(|(_, set)| *set)
+        .map(|(k, _)| k.to_string())
+        .chain(p.extensions.0.keys().cloned())
+        .collect();
+    for key in &present {
         match outcome(TOP_LEVEL_KEYS, key) {
             Some(Unsupported { why, hint }) => ctx.warn(&[key.as_str()], why, hint),
             Some(_) => {}

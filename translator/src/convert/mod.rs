@@ -219,6 +219,8 @@ pub(crate) struct Ctx<'a> {
     pub objects: Vec<Object>,
     /// `(kind, name)` of shared objects already made (a config used by two services is one ConfigMap).
     pub made: BTreeSet<(&'static str, String)>,
+    /// The services that mount each named volume, in file order (found once, not per volume).
+    pub volume_users: BTreeMap<String, Vec<String>>,
     pub diagnostics: Vec<Diagnostic>,
     pub origins: Vec<ServiceOrigin>,
     /// `(service, alias)` from `links: [service:alias]`, added to the linked service's names.
@@ -238,6 +240,7 @@ impl<'a> Ctx<'a> {
             names: BTreeMap::new(),
             objects: Vec::new(),
             made: BTreeSet::new(),
+            volume_users: volume_users(project),
             diagnostics: Vec::new(),
             origins: Vec::new(),
             link_aliases: Vec::new(),
@@ -249,7 +252,10 @@ impl<'a> Ctx<'a> {
     pub fn diag(&mut self, severity: Severity, path: &[&str], message: impl Into<String>, hint: Option<String>) {
         // `@key` addresses the key itself rather than its value (see `load::sourcemap`); it is not part of
         // the key's name.
-        let location = self.sources.at(path).cloned();
+        // A message about a key points at the key; one about a list item at the item.
+        let on_key = path.last().is_some_and(|last| *last != "@key" && last.parse::<usize>().is_err());
+        let location =
+            if on_key { self.sources.at(&[path, &["@key"]].concat()) } else { self.sources.at(path) }.cloned();
         let key = path.iter().filter(|s| **s != "@key").copied().collect::<Vec<_>>().join(".");
         let mut d = match severity {
             Severity::Warning => Diagnostic::warning(location, key, message),
@@ -323,6 +329,21 @@ impl<'a> Ctx<'a> {
         self.objects.sort_by(|a, b| (a.rank(), a.name()).cmp(&(b.rank(), b.name())));
         Ok(Conversion { objects: self.objects, diagnostics: warnings, services: self.origins })
     }
+}
+
+fn volume_users(project: &Project) -> BTreeMap<String, Vec<String>> {
+    let mut users: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, service) in &project.services {
+        for volume in service.volumes.iter().flatten() {
+            if let (true, Some(source)) = (volume.kind == "volume", volume.source.as_deref()) {
+                let list = users.entry(source.to_owned()).or_default();
+                if !list.contains(name) {
+                    list.push(name.clone());
+                }
+            }
+        }
+    }
+    users
 }
 
 /// The value compose hands over for a canonical-form string: `$$` is one literal `$`.

@@ -5,7 +5,6 @@
 use serde_json::{Value, json};
 
 use super::*;
-use crate::source::Location;
 
 fn project(value: Value) -> Project {
     crate::model::from_json(value).expect("test project decodes")
@@ -668,11 +667,9 @@ fn network_mode_service_shares_the_pod_and_host_is_host_network() {
 
 #[test]
 fn unsupported_keys_warn_at_their_location() {
-    let mut sources = SourceMap::default();
-    sources.insert(
-        "services/web/ulimits".into(),
-        Location { file: "compose.yaml".into(), line: 7, column: 5, end_line: 8 },
-    );
+    // The located tree the loader would hand over, with `ulimits` written at 7:5.
+    let text = "name: demo\nservices:\n  web:\n    image: a\n    logging:\n      driver: syslog\n    ulimits:\n      nofile: {soft: 1, hard: 2}\n";
+    let sources = SourceMap::new(crate::load::yaml::parse(text, &"compose.yaml".into()).unwrap());
     let project = project(web(
         json!({"image": "a", "ulimits": {"nofile": {"soft": 1, "hard": 2}}, "logging": {"driver": "syslog"}}),
     ));

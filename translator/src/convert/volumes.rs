@@ -213,12 +213,7 @@ fn claim(ctx: &mut Ctx, u: &mut Unit, key: &str, path: &[&str]) -> Option<String
         .clone()
         .or_else(|| vlabel("kompose.volume.storage-class-name"))
         .or_else(|| u.kompose.storage_class.clone());
-    let users: Vec<&String> = project
-        .services
-        .iter()
-        .filter(|(_, s)| s.volumes.iter().flatten().any(|v| v.kind == "volume" && v.source.as_deref() == Some(key)))
-        .map(|(n, _)| n)
-        .collect();
+    let users: Vec<String> = ctx.volume_users.get(key).cloned().unwrap_or_default();
     let access = ext.access_mode.clone().unwrap_or_else(|| "ReadWriteOnce".into());
     let mut annotations = BTreeMap::from([(format!("{}volume", labels::PREFIX), key.to_string())]);
     for (k, v) in def.labels.iter().flatten() {

@@ -165,8 +165,11 @@ const SPECIALS: &[(&str, Special)] = &[
     ("services.*.ulimits.*", Special::Ulimit),
 ];
 
+static SPECIALS_BY_DEPTH: std::sync::LazyLock<super::tree::Patterns<Special>> =
+    std::sync::LazyLock::new(|| super::tree::Patterns::new(SPECIALS));
+
 fn special(path: &Path) -> Option<Special> {
-    SPECIALS.iter().find(|(pattern, _)| path.matches(pattern)).map(|(_, s)| *s)
+    SPECIALS_BY_DEPTH.find(path).copied()
 }
 
 fn cannot_override(overlay: &Node, path: &Path) -> Diagnostic {

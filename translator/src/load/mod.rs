@@ -127,7 +127,7 @@ pub fn load(request: &Request) -> Result<Loaded, Errors> {
     consistency::check(&root, &disabled_services)?;
 
     decode::decode(&mut root)?;
-    let (mut json, sources) = sourcemap::to_json(&root);
+    let (mut json, sources) = sourcemap::to_json(root);
     // A missing required env file is a load error, as in compose, even though only `config` and the
     // converter read the files' contents.
     let mut missing = Vec::new();

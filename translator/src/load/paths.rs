@@ -39,6 +39,9 @@ const RESOLVERS: &[(&str, Resolver)] = &[
     ("volumes.*", Resolve::volume_driver_opts),
 ];
 
+static RESOLVERS_BY_DEPTH: std::sync::LazyLock<super::tree::Patterns<Resolver>> =
+    std::sync::LazyLock::new(|| super::tree::Patterns::new(RESOLVERS));
+
 /// Makes the relative paths of a canonical model absolute against `working_dir`
 /// (`paths.ResolveRelativePaths`). `home` is `$HOME`, for `~`; without it `~` is left as written
 /// (compose logs a warning then).
@@ -58,8 +61,11 @@ struct Resolve {
 
 impl Resolve {
     fn walk(&self, node: &mut Node, path: &TreePath) -> Result<(), Diagnostic> {
-        if let Some((_, resolver)) = RESOLVERS.iter().find(|(pattern, _)| path.matches(pattern)) {
+        if let Some(resolver) = RESOLVERS_BY_DEPTH.find(path) {
             return resolver(self, node, path);
+        }
+        if !RESOLVERS_BY_DEPTH.below(path) {
+            return Ok(());
         }
         match &mut node.value {
             Value::Map(map) => {

@@ -7,19 +7,28 @@
 //! messages name list items by index (`services.web.ports[2]`).
 
 use std::fmt;
+use std::rc::Rc;
 
 use super::yaml::{Entry, Map, Node, Value, plain_scalar};
 use crate::source::Location;
 
-/// Where a node sits in the tree, from the root.
+/// Where a node sits in the tree, from the root. Every pass of the loader makes one for every node, so
+/// it is a shared list from the leaf back to the root: extending it allocates one link, not a copy.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Path {
-    parts: Vec<Part>,
+    last: Option<Rc<Link>>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct Link {
+    parent: Path,
+    part: Part,
+    depth: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Part {
-    Key(String),
+    Key(Box<str>),
     Index(usize),
 }
 
@@ -28,37 +37,106 @@ impl Path {
         Path::default()
     }
 
+    fn push(&self, part: Part) -> Path {
+        let depth = self.len() + 1;
+        Path { last: Some(Rc::new(Link { parent: self.clone(), part, depth })) }
+    }
+
     /// The path of the value under `key` in the mapping at `self`.
     pub fn key(&self, key: &str) -> Path {
-        let mut parts = self.parts.clone();
-        parts.push(Part::Key(key.to_owned()));
-        Path { parts }
+        self.push(Part::Key(key.into()))
     }
 
     /// The path of item `index` in the sequence at `self`.
     pub fn index(&self, index: usize) -> Path {
-        let mut parts = self.parts.clone();
-        parts.push(Part::Index(index));
-        Path { parts }
+        self.push(Part::Index(index))
+    }
+
+    /// How many segments deep the path is.
+    pub fn len(&self) -> usize {
+        self.last.as_ref().map_or(0, |l| l.depth)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.last.is_none()
+    }
+
+    /// The segments from the leaf back to the root.
+    fn rev_parts(&self) -> impl Iterator<Item = &Part> {
+        std::iter::successors(self.last.as_deref(), |link| link.parent.last.as_deref()).map(|link| &link.part)
     }
 
     /// Whether the path matches a pattern such as `services.*.volumes.*`; `*` matches any key and any
     /// list item, `[]` a list item, and every other segment itself.
     pub fn matches(&self, pattern: &str) -> bool {
-        let segments: Vec<&str> = pattern.split('.').collect();
-        segments.len() == self.parts.len()
-            && segments.iter().zip(&self.parts).all(|(segment, part)| match (*segment, part) {
+        pattern.split('.').count() == self.len() && self.matches_rev(pattern.rsplit('.'))
+    }
+
+    /// Compares the segments of a pattern, given leaf first, with the path (whose depth must be theirs).
+    fn matches_rev<'a>(&self, mut segments: impl Iterator<Item = &'a str>) -> bool {
+        self.rev_parts().all(|part| match (segments.next(), part) {
+            (None, _) => false,
+            (Some("*"), _) | (Some("[]"), Part::Index(_)) => true,
+            (Some(literal), Part::Key(key)) => literal == &**key,
+            (Some(_), Part::Index(_)) => false,
+        })
+    }
+}
+
+/// A table of patterns for [`Path::matches`], split once and grouped by depth, so that finding the
+/// entry for a path compares it with the few patterns of its own depth. Every pass of the loader runs
+/// this for every node.
+pub struct Patterns<T: 'static> {
+    by_depth: Vec<Vec<(Vec<&'static str>, &'static T)>>,
+}
+
+impl<T> Patterns<T> {
+    pub fn new(table: &'static [(&'static str, T)]) -> Self {
+        let mut by_depth: Vec<Vec<(Vec<&'static str>, &'static T)>> = Vec::new();
+        for (pattern, value) in table {
+            let segments: Vec<&'static str> = pattern.split('.').collect();
+            if by_depth.len() <= segments.len() {
+                by_depth.resize_with(segments.len() + 1, Vec::new);
+            }
+            by_depth[segments.len()].push((segments, value));
+        }
+        Patterns { by_depth }
+    }
+
+    /// Whether some pattern is longer than `path` and could match below it: a walk that only acts where
+    /// a pattern matches need not descend where this is false.
+    pub fn below(&self, path: &Path) -> bool {
+        let depth = path.len();
+        let prefix: Vec<&Part> = {
+            let mut parts: Vec<&Part> = path.rev_parts().collect();
+            parts.reverse();
+            parts
+        };
+        self.by_depth.iter().skip(depth + 1).flatten().any(|(segments, _)| {
+            segments.iter().zip(&prefix).all(|(segment, part)| match (*segment, part) {
                 ("*", _) | ("[]", Part::Index(_)) => true,
-                (literal, Part::Key(key)) => literal == key,
+                (literal, Part::Key(key)) => literal == &**key,
                 (_, Part::Index(_)) => false,
             })
+        })
+    }
+
+    /// The value of the first pattern (in table order) that `path` matches.
+    pub fn find(&self, path: &Path) -> Option<&'static T> {
+        let candidates = self.by_depth.get(path.len())?;
+        candidates
+            .iter()
+            .find(|(segments, _)| path.matches_rev(segments.iter().rev().copied()))
+            .map(|(_, value)| *value)
     }
 }
 
 /// `services.web.ports[2]`, the way a user would point at the value.
 impl fmt::Display for Path {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, part) in self.parts.iter().enumerate() {
+        let mut parts: Vec<&Part> = self.rev_parts().collect();
+        parts.reverse();
+        for (i, part) in parts.into_iter().enumerate() {
             match part {
                 Part::Key(key) if i == 0 => write!(f, "{key}")?,
                 Part::Key(key) => write!(f, ".{key}")?,

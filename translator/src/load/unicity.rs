@@ -67,15 +67,19 @@ const UNIQUE: &[(&str, Indexer)] = &[
     ("services.*.volumes", Indexer::Volume),
 ];
 
+static UNIQUE_BY_DEPTH: std::sync::LazyLock<super::tree::Patterns<Indexer>> =
+    std::sync::LazyLock::new(|| super::tree::Patterns::new(UNIQUE));
+
 fn walk(node: &mut Node, path: &Path) -> Result<(), Diagnostic> {
     match &mut node.value {
+        Value::Map(_) if !UNIQUE_BY_DEPTH.below(path) => {}
         Value::Map(map) => {
             for (key, entry) in map.iter_mut() {
                 walk(&mut entry.node, &path.key(key))?;
             }
         }
         Value::Seq(items) => {
-            if let Some((_, indexer)) = UNIQUE.iter().find(|(pattern, _)| path.matches(pattern)) {
+            if let Some(indexer) = UNIQUE_BY_DEPTH.find(path) {
                 let mut kept: Vec<Node> = Vec::with_capacity(items.len());
                 let mut seen: HashMap<String, usize> = HashMap::new();
                 for (i, item) in std::mem::take(items).into_iter().enumerate() {

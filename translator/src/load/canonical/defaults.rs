@@ -16,6 +16,9 @@ const DEFAULTS: &[(&str, Transformer)] = &[
     ("services.*.volumes.*.bind", volume_bind),
 ];
 
+static DEFAULTS_BY_DEPTH: std::sync::LazyLock<crate::load::tree::Patterns<Transformer>> =
+    std::sync::LazyLock::new(|| crate::load::tree::Patterns::new(DEFAULTS));
+
 /// Fills in `build.context: .`, a secret's `/run/secrets/<source>` target, a port's `tcp`/`ingress`,
 /// a device request's `count: all` and a bind mount's `create_host_path: true`
 /// (`transform.SetDefaultValues`). compose-go fails on a secret, device request or `bind` that is not
@@ -25,9 +28,12 @@ pub fn set_default_values(root: &mut Node) {
 }
 
 fn set_defaults(node: &mut Node, path: &Path) {
-    if let Some((_, transformer)) = DEFAULTS.iter().find(|(pattern, _)| path.matches(pattern)) {
+    if let Some(transformer) = DEFAULTS_BY_DEPTH.find(path) {
         // A transformer only errs on a value that is not a mapping, and then leaves it untouched.
         let _ = transformer(node, path, false);
+        return;
+    }
+    if !DEFAULTS_BY_DEPTH.below(path) {
         return;
     }
     match &mut node.value {

@@ -76,6 +76,9 @@ const TRANSFORMERS: &[(&str, Transformer)] = &[
     ("include.*", include::include),
 ];
 
+static TRANSFORMERS_BY_DEPTH: std::sync::LazyLock<crate::load::tree::Patterns<Transformer>> =
+    std::sync::LazyLock::new(|| crate::load::tree::Patterns::new(TRANSFORMERS));
+
 /// Rewrites every short syntax in one compose file to its long form (`transform.Canonical`).
 pub fn canonical(root: &mut Node) -> Result<(), Diagnostic> {
     canonical_with(root, false)
@@ -88,8 +91,11 @@ pub fn canonical_with(root: &mut Node, ignore_parse_errors: bool) -> Result<(), 
 }
 
 fn transform(node: &mut Node, path: &Path, ignore: bool) -> Result<(), Diagnostic> {
-    if let Some((_, transformer)) = TRANSFORMERS.iter().find(|(pattern, _)| path.matches(pattern)) {
+    if let Some(transformer) = TRANSFORMERS_BY_DEPTH.find(path) {
         return transformer(node, path, ignore);
+    }
+    if !TRANSFORMERS_BY_DEPTH.below(path) {
+        return Ok(());
     }
     transform_children(node, path, ignore)
 }
