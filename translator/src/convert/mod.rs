@@ -326,8 +326,15 @@ impl<'a> Ctx<'a> {
         if !errors.is_empty() {
             return Err(Errors(errors));
         }
-        self.objects.sort_by(|a, b| (a.rank(), a.name()).cmp(&(b.rank(), b.name())));
-        Ok(Conversion { objects: self.objects, diagnostics: warnings, services: self.origins })
+        // Kubernetes objects are large; sort their positions and move each object once.
+        let mut order: Vec<usize> = (0..self.objects.len()).collect();
+        order.sort_by(|&a, &b| {
+            let (a, b) = (&self.objects[a], &self.objects[b]);
+            (a.rank(), a.name()).cmp(&(b.rank(), b.name()))
+        });
+        let mut slots: Vec<Option<Object>> = self.objects.into_iter().map(Some).collect();
+        let objects = order.into_iter().filter_map(|i| slots[i].take()).collect();
+        Ok(Conversion { objects, diagnostics: warnings, services: self.origins })
     }
 }
 

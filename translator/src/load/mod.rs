@@ -140,7 +140,7 @@ pub fn load(request: &Request) -> Result<Loaded, Errors> {
         return Err(Errors(missing));
     }
     escape_dollars(&mut json);
-    let project = crate::model::from_json(json.clone()).map_err(|e| {
+    let project = crate::model::from_json_ref(&json).map_err(|e| {
         Diagnostic::error(None, "", format!("internal error: the canonical model does not decode: {e}"))
             .with_hint("this is a bug in flotilla; please report it with the compose file")
     })?;

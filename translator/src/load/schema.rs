@@ -23,6 +23,10 @@ static SCHEMA: LazyLock<Validator> =
 /// Checks `root` against the schema; the first (most specific) violation is the error.
 pub fn validate(root: &Node) -> Result<(), Diagnostic> {
     let instance = root.to_json();
+    // The common case, a valid file, takes the validator's fast path; errors are collected only on failure.
+    if SCHEMA.is_valid(&instance) {
+        return Ok(());
+    }
     let errors: Vec<ValidationError<'static>> = SCHEMA.iter_errors(&instance).map(ValidationError::to_owned).collect();
     let Some(worst) = errors.iter().map(most_specific).max_by_key(|e| specificity(e)) else {
         return Ok(());

@@ -94,6 +94,11 @@ pub fn from_json(value: serde_json::Value) -> Result<Project, serde_json::Error>
     serde_json::from_value(value)
 }
 
+/// [`from_json`] without taking the document (the loader keeps it for `config`).
+pub fn from_json_ref(value: &serde_json::Value) -> Result<Project, serde_json::Error> {
+    Project::deserialize(value)
+}
+
 /// Like [`from_json`], also returning the keys that landed in an `extensions` map without being `x-*`
 /// (keys the model does not know). They are kept, not dropped, either way.
 pub fn from_json_reporting_unknown(value: serde_json::Value) -> Result<(Project, Vec<String>), serde_json::Error> {
