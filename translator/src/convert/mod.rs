@@ -321,7 +321,7 @@ impl<'a> Ctx<'a> {
         names::check_unique(self);
     }
 
-    fn finish(mut self) -> Result<Conversion, Errors> {
+    fn finish(self) -> Result<Conversion, Errors> {
         let (errors, warnings): (Vec<_>, Vec<_>) = self.diagnostics.into_iter().partition(Diagnostic::is_error);
         if !errors.is_empty() {
             return Err(Errors(errors));
