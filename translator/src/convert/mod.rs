@@ -252,8 +252,10 @@ impl<'a> Ctx<'a> {
     pub fn diag(&mut self, severity: Severity, path: &[&str], message: impl Into<String>, hint: Option<String>) {
         // `@key` addresses the key itself rather than its value (see `load::sourcemap`); it is not part of
         // the key's name.
-        // A message about a key points at the key; one about a list item at the item.
-        let on_key = path.last().is_some_and(|last| *last != "@key" && last.parse::<usize>().is_err());
+        // A warning is about a key (what does not carry over) and points at it; an error is about a value
+        // (a file that cannot be read, a name that collides) and points at the value, or at `@key`.
+        let on_key = severity == Severity::Warning
+            && path.last().is_some_and(|last| *last != "@key" && last.parse::<usize>().is_err());
         let location =
             if on_key { self.sources.at(&[path, &["@key"]].concat()) } else { self.sources.at(path) }.cloned();
         let key = path.iter().filter(|s| **s != "@key").copied().collect::<Vec<_>>().join(".");
