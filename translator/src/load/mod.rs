@@ -94,7 +94,9 @@ pub fn load(request: &Request) -> Result<Loaded, Errors> {
     let mut environment = found.environment.clone();
     let name = match &found.explicit_name {
         Some(name) => name.clone(),
-        None => name_from_files(&found.files, &environment)?.unwrap_or_else(|| found.directory_name.clone()),
+        None => {
+            name_from_files(&found.files, &environment, &request.cwd)?.unwrap_or_else(|| found.directory_name.clone())
+        }
     };
     if name.is_empty() {
         return Err(Diagnostic::error(None, "name", "project name must not be empty")
@@ -103,7 +105,7 @@ pub fn load(request: &Request) -> Result<Loaded, Errors> {
     }
     environment.insert("COMPOSE_PROJECT_NAME".into(), name.clone());
 
-    let mut loader = FileLoader { environment: environment.clone(), warnings: Vec::new() };
+    let mut loader = FileLoader { environment: environment.clone(), warnings: Vec::new(), cwd: request.cwd.clone() };
     let mut root = loader.load_model(&found.files, &found.working_dir, &mut Vec::new())?;
     if root.as_map().is_none_or(|m| m.is_empty()) {
         let file = found.files[0].display().to_string();
@@ -157,10 +159,10 @@ pub fn load(request: &Request) -> Result<Loaded, Errors> {
 }
 
 /// The last non-empty top-level `name:` of the files, interpolated and normalised.
-fn name_from_files(files: &[PathBuf], environment: &Environment) -> Result<Option<String>, Diagnostic> {
+fn name_from_files(files: &[PathBuf], environment: &Environment, cwd: &Path) -> Result<Option<String>, Diagnostic> {
     let mut name = None;
     for file in files {
-        let node = parse_file(file)?;
+        let node = parse_file(file, cwd)?;
         if let Some(n) = node.get("name").filter(|n| n.as_str().is_some_and(|s| !s.is_empty())) {
             name = Some(n.clone());
         }
@@ -173,7 +175,8 @@ fn name_from_files(files: &[PathBuf], environment: &Environment) -> Result<Optio
     Ok((!normalized.is_empty()).then_some(normalized))
 }
 
-fn parse_file(file: &Path) -> Result<Node, Diagnostic> {
+/// Reads and parses one compose file; messages name it relative to `cwd` when it lies below.
+fn parse_file(file: &Path, cwd: &Path) -> Result<Node, Diagnostic> {
     let text = std::fs::read_to_string(file).map_err(|e| {
         let reason = match e.kind() {
             std::io::ErrorKind::NotFound => "no such file or directory".to_owned(),
@@ -183,16 +186,13 @@ fn parse_file(file: &Path) -> Result<Node, Diagnostic> {
         Diagnostic::error(None, "", format!("failed to read {}: {reason}", file.display()))
             .with_hint("check the path and its permissions")
     })?;
-    let name: Arc<str> = Arc::from(display_path(file));
+    let name: Arc<str> = Arc::from(display_path(file, cwd));
     yaml::parse(&text, &name)
 }
 
-/// Paths in messages are relative to the current directory when they are below it, as people typed them.
-pub fn display_path(file: &Path) -> String {
-    std::env::current_dir()
-        .ok()
-        .and_then(|cwd| file.strip_prefix(cwd).ok().map(|p| p.display().to_string()))
-        .unwrap_or_else(|| file.display().to_string())
+/// Paths in messages are relative to the caller's directory when they are below it, as people typed them.
+pub fn display_path(file: &Path, cwd: &Path) -> String {
+    file.strip_prefix(cwd).map(|p| p.display().to_string()).unwrap_or_else(|_| file.display().to_string())
 }
 
 /// Loads files into one merged tree. Kept as a struct because `include` and `extends` load other files
@@ -200,6 +200,8 @@ pub fn display_path(file: &Path) -> String {
 struct FileLoader {
     environment: Environment,
     warnings: Vec<Diagnostic>,
+    /// The caller's directory, for the file names in messages.
+    cwd: PathBuf,
 }
 
 impl FileLoader {
@@ -231,7 +233,7 @@ impl FileLoader {
         base: Option<Node>,
         included: &mut Vec<PathBuf>,
     ) -> Result<Node, Diagnostic> {
-        let mut node = parse_file(file)?;
+        let mut node = parse_file(file, &self.cwd)?;
         if node.is_null() {
             return Ok(base.unwrap_or(node));
         }
@@ -240,6 +242,7 @@ impl FileLoader {
                 .with_hint("a compose file starts with keys such as `services:`"));
         }
         let environment = self.environment.clone();
+        let cwd = self.cwd.clone();
         let lookup = |k: &str| environment.get(k).cloned();
         substitute::substitute(&mut node, &lookup)?;
         canonical::fix_empty_not_null(&mut node);
@@ -247,7 +250,7 @@ impl FileLoader {
         included.push(file.to_path_buf());
         let mut nested_warnings = Vec::new();
         include::apply(&mut node, working_dir, &environment, included, &mut |files, dir, env, included| {
-            let mut nested = FileLoader { environment: env.clone(), warnings: Vec::new() };
+            let mut nested = FileLoader { environment: env.clone(), warnings: Vec::new(), cwd: cwd.clone() };
             let result = nested.load_model(files, dir, included);
             nested_warnings.append(&mut nested.warnings);
             result
@@ -256,7 +259,7 @@ impl FileLoader {
         // compose-go loads the file another service extends with interpolation only; `extends` does its
         // own recursion (and cycle detection) over what this returns.
         let mut load_other = |path: &Path| -> Result<Node, Diagnostic> {
-            let mut other = parse_file(path)?;
+            let mut other = parse_file(path, &cwd)?;
             substitute::substitute(&mut other, &lookup)?;
             canonical::fix_empty_not_null(&mut other);
             Ok(other)
