@@ -11,7 +11,6 @@
 //!   lowercased with everything but `[a-z0-9_-]` removed.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use indexmap::IndexMap;
 
@@ -147,7 +146,7 @@ fn find_default_files(dir: &Path) -> Option<Vec<PathBuf>> {
 
 /// Adds the variables of the env files; the process environment wins, as in Compose.
 fn with_env_files(
-    mut environment: Environment,
+    environment: Environment,
     request: &Request,
     working_dir: &Path,
     absolute: &dyn Fn(&Path) -> PathBuf,
@@ -160,21 +159,19 @@ fn with_env_files(
         let default = working_dir.join(".env");
         if default.is_file() { vec![default] } else { Vec::new() }
     };
+    read_env_files(environment, &files).map_err(|e| e.with_hint("check the path given with --env-file"))
+}
+
+/// `environment` plus the variables of `files` that it does not set (the process environment wins, and a
+/// later file wins over an earlier one, as in Compose); `${VAR}` in a file sees the environment and the
+/// files read before it.
+pub fn read_env_files(mut environment: Environment, files: &[PathBuf]) -> Result<Environment, Diagnostic> {
     let mut from_files = Environment::new();
     for file in files {
-        let text = std::fs::read_to_string(&file).map_err(|e| {
-            error(format!("couldn't read env file {}: {e}", file.display()))
-                .with_hint("check the path given with --env-file")
-        })?;
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| error(format!("couldn't read env file {}: {e}", file.display())))?;
         let lookup = |key: &str| environment.get(key).or_else(|| from_files.get(key)).cloned();
-        let parsed = dotenv::parse(&text, &lookup).map_err(|e| {
-            let file: Arc<str> = Arc::from(file.display().to_string());
-            Diagnostic::error(
-                Some(crate::source::Location { file, line: e.line, column: e.column, end_line: e.line }),
-                "",
-                e.message,
-            )
-        })?;
+        let parsed = dotenv::parse(&text, &lookup).map_err(|e| e.into_diagnostic(&file.display().to_string()))?;
         from_files.extend(parsed);
     }
     for (key, value) in from_files {

@@ -40,6 +40,13 @@ pub struct DotenvError {
 }
 
 impl DotenvError {
+    /// The error as a diagnostic at its position in `file`.
+    pub fn into_diagnostic(self, file: &str) -> crate::diag::Diagnostic {
+        let loc =
+            crate::source::Location { file: file.into(), line: self.line, column: self.column, end_line: self.line };
+        crate::diag::Diagnostic::error(Some(loc), "", self.message)
+    }
+
     /// An error at byte `offset` of `text`.
     fn at(text: &str, offset: usize, message: String) -> Self {
         let before = &text[..offset.min(text.len())];

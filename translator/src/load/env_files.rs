@@ -57,13 +57,11 @@ pub fn read(
                 .with_hint("leave `format` out, or use `raw`"));
         }
     };
-    parsed.map(Some).map_err(|e| {
-        let loc = Location { file: file.path.clone().into(), line: e.line, column: e.column, end_line: e.line };
-        Diagnostic::error(Some(loc), "", e.message)
-    })
+    parsed.map(Some).map_err(|e| e.into_diagnostic(&file.path))
 }
 
-/// The variables all of a service's env files define, in order, later files winning.
+/// The variables all of a service's env files define, in order, later files winning. `service` is the
+/// service's JSON before `$` is escaped.
 pub fn read_all(
     service: &serde_json::Value,
     environment: &Environment,
@@ -75,8 +73,7 @@ pub fn read_all(
         .and_then(serde_json::Value::as_object)
         .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().map(str::to_owned))).collect())
         .unwrap_or_default();
-    let lookup =
-        |k: &str| environment.get(k).cloned().or_else(|| own.get(k).cloned().flatten().map(|v| v.replace("$$", "$")));
+    let lookup = |k: &str| environment.get(k).cloned().or_else(|| own.get(k).cloned().flatten());
     let mut values = IndexMap::new();
     let files = service.get("env_file").and_then(serde_json::Value::as_array).cloned().unwrap_or_default();
     for (i, file) in files.iter().enumerate() {
@@ -89,37 +86,30 @@ pub fn read_all(
     Ok(values)
 }
 
-/// For every service: `environment` = env file variables overridden by the service's own, `env_file`
-/// removed. This is the `docker compose config` view; `json` is in canonical form (`$` written `$$`).
-pub fn merge_into_environment(
-    json: &mut serde_json::Value,
-    environment: &Environment,
-    sources: &SourceMap,
-) -> Result<(), Errors> {
-    let Some(services) = json.get_mut("services").and_then(serde_json::Value::as_object_mut) else { return Ok(()) };
-    let mut errors = Vec::new();
+/// For every service: `environment` = env file variables (`values`, read once by the loader) overridden by
+/// the service's own, `env_file` removed. This is the `docker compose config` view; `json` is in canonical
+/// form (`$` written `$$`).
+pub fn merge_into_environment(json: &mut serde_json::Value, values: &IndexMap<String, IndexMap<String, String>>) {
+    let Some(services) = json.get_mut("services").and_then(serde_json::Value::as_object_mut) else { return };
     for (name, service) in services.iter_mut() {
-        if service.get("env_file").is_none() {
+        let Some(object) = service.as_object_mut() else { continue };
+        if object.remove("env_file").is_none() {
             continue;
         }
-        match read_all(service, environment, sources, &format!("services/{name}")) {
-            Ok(values) => {
-                let Some(object) = service.as_object_mut() else { continue };
-                object.remove("env_file");
-                let own = object.remove("environment");
-                let mut merged: serde_json::Map<String, serde_json::Value> =
-                    values.into_iter().map(|(k, v)| (k, serde_json::Value::String(v.replace('$', "$$")))).collect();
-                if let Some(serde_json::Value::Object(own)) = own {
-                    merged.extend(own);
-                }
-                if !merged.is_empty() {
-                    object.insert("environment".into(), serde_json::Value::Object(merged));
-                }
-            }
-            Err(e) => errors.push(e),
+        let own = object.remove("environment");
+        let mut merged: serde_json::Map<String, serde_json::Value> = values
+            .get(name)
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.replace('$', "$$"))))
+            .collect();
+        if let Some(serde_json::Value::Object(own)) = own {
+            merged.extend(own);
+        }
+        if !merged.is_empty() {
+            object.insert("environment".into(), serde_json::Value::Object(merged));
         }
     }
-    if errors.is_empty() { Ok(()) } else { Err(Errors(errors)) }
 }
 
 /// For every service: `labels` = the `label_file`s' labels (later files winning) overridden by the
@@ -155,10 +145,7 @@ pub fn merge_label_files(json: &mut serde_json::Value, sources: &SourceMap) -> R
             let lookup = |k: &str| previous.get(k).cloned();
             match dotenv::parse(&text, &lookup) {
                 Ok(read) => labels.extend(read),
-                Err(e) => {
-                    let loc = Location { file: path.into(), line: e.line, column: e.column, end_line: e.line };
-                    errors.push(Diagnostic::error(Some(loc), "", e.message));
-                }
+                Err(e) => errors.push(e.into_diagnostic(path)),
             }
         }
         let mut merged: serde_json::Map<String, serde_json::Value> =

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 
 use crate::diag::Diagnostic;
 use crate::load::discover::Environment;
-use crate::load::dotenv;
 use crate::load::yaml::{Node, Value};
 use crate::source::Location;
 
@@ -55,32 +54,14 @@ pub fn apply(
                 .with_hint("check the path; it is relative to the including file's project directory"));
             }
         }
-        let mut env = environment.clone();
-        for file in &spec.env_files {
-            let text = std::fs::read_to_string(file).map_err(|e| {
-                Diagnostic::error(
-                    Some(item.loc.clone()),
-                    "include.env_file",
-                    format!("couldn't read {}: {e}", file.display()),
-                )
-            })?;
-            let lookup = |k: &str| env.get(k).cloned();
-            let parsed = dotenv::parse(&text, &lookup).map_err(|e| {
-                Diagnostic::error(
-                    Some(Location {
-                        file: file.display().to_string().into(),
-                        line: e.line,
-                        column: e.column,
-                        end_line: e.line,
-                    }),
-                    "",
-                    e.message,
-                )
-            })?;
-            for (k, v) in parsed {
-                env.entry(k).or_insert(v);
+        let env = crate::load::discover::read_env_files(environment.clone(), &spec.env_files).map_err(|mut e| {
+            // A file that cannot be read has no position of its own: point at the include entry.
+            if e.location.is_none() {
+                e.location = Some(item.loc.clone());
+                e.key = "include.env_file".into();
             }
-        }
+            e
+        })?;
         let mut chain = included.to_vec();
         let imported = load(&spec.paths, &spec.project_directory, &env, &mut chain)?;
         import(root, imported)?;

@@ -39,6 +39,8 @@ pub mod yaml;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use indexmap::IndexMap;
+
 use crate::diag::{Diagnostic, Errors};
 use crate::model::Project;
 use crate::source::SourceMap;
@@ -59,6 +61,8 @@ pub struct Loaded {
     pub working_dir: PathBuf,
     /// The variables interpolation saw.
     pub environment: Environment,
+    /// Per service, the variables its `env_file`s define (later files winning), read once at load.
+    pub env_file_values: IndexMap<String, IndexMap<String, String>>,
     /// Services that the selected profiles left out.
     pub disabled_services: Vec<String>,
     /// Things compose accepts but warns about (an obsolete `version:`, ...).
@@ -71,7 +75,7 @@ impl Loaded {
     /// and what compose holds but never prints removed ([`decode::hide_unprinted`]).
     pub fn config_json(&self) -> Result<serde_json::Value, Errors> {
         let mut json = self.json.clone();
-        env_files::merge_into_environment(&mut json, &self.environment, &self.sources)?;
+        env_files::merge_into_environment(&mut json, &self.env_file_values);
         env_files::merge_label_files(&mut json, &self.sources)?;
         decode::hide_unprinted(&mut json);
         Ok(json)
@@ -130,16 +134,23 @@ pub fn load(request: &Request) -> Result<Loaded, Errors> {
 
     decode::decode(&mut root)?;
     let (mut json, sources) = sourcemap::to_json(root);
-    // A missing required env file is a load error, as in compose, even though only `config` and the
-    // converter read the files' contents.
-    let mut missing = Vec::new();
+    // Env files are read once, here: a missing required one is a load error, as in compose, and `config`
+    // prints their variables.
+    let mut env_file_values = IndexMap::new();
+    let mut unreadable = Vec::new();
     for (service, value) in json.get("services").and_then(serde_json::Value::as_object).into_iter().flatten() {
-        if let Err(e) = env_files::read_all(value, &environment, &sources, &format!("services/{service}")) {
-            missing.push(e);
+        if value.get("env_file").is_none() {
+            continue;
+        }
+        match env_files::read_all(value, &environment, &sources, &format!("services/{service}")) {
+            Ok(values) => {
+                env_file_values.insert(service.clone(), values);
+            }
+            Err(e) => unreadable.push(e),
         }
     }
-    if !missing.is_empty() {
-        return Err(Errors(missing));
+    if !unreadable.is_empty() {
+        return Err(Errors(unreadable));
     }
     escape_dollars(&mut json);
     let project = crate::model::from_json_ref(&json).map_err(|e| {
@@ -153,6 +164,7 @@ pub fn load(request: &Request) -> Result<Loaded, Errors> {
         files: found.files,
         working_dir: found.working_dir,
         environment,
+        env_file_values,
         disabled_services,
         warnings: loader.warnings,
     })
