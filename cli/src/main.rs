@@ -5,7 +5,10 @@
 //! `error: FILE:LINE:COL: key: message`), 2 the command line was wrong (clap's own code).
 
 mod args;
+mod cluster;
 mod commands;
+mod logs;
+mod progress;
 mod project;
 
 use std::io::Write;
@@ -15,10 +18,20 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
+    let kubeconfig = cli.kubeconfig.clone();
     let result = match cli.command {
         args::Command::Config(a) => commands::config::run(&a),
         args::Command::Convert(a) => commands::convert::run(&a),
         args::Command::Explain(a) => commands::explain::run(&a),
+        args::Command::Up(a) => commands::up::run(&a, kubeconfig),
+        args::Command::Down(a) => commands::down::run(&a, kubeconfig),
+        args::Command::Ps(a) => commands::ps::run(&a, kubeconfig),
+        args::Command::Logs(a) => commands::logs::run(&a, kubeconfig),
+        args::Command::Exec(a) => commands::exec::run(&a, kubeconfig),
+        args::Command::Restart(a) => commands::restart::run(&a, kubeconfig),
+        args::Command::Scale(a) => commands::scale::run(&a, kubeconfig),
+        args::Command::Kubeconfig(a) => commands::kubeconfig::run(&a),
+        args::Command::Server(a) => commands::server::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -33,6 +46,11 @@ fn main() -> ExitCode {
         Err(commands::Failure::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(commands::Failure::Io(e)) => {
             eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+        Err(commands::Failure::Exit(code)) => ExitCode::from(code),
+        Err(commands::Failure::Runtime(e)) => {
+            eprintln!("error: {e:#}");
             ExitCode::from(1)
         }
     }

@@ -10,8 +10,10 @@
 //! fsynced), so the async API server is expected to call it from `tokio::task::spawn_blocking` rather than
 //! from a runtime worker thread.
 
+mod hub;
 mod sqlite;
 
+pub use hub::WatchedStore;
 pub use sqlite::SqliteStore;
 
 /// A position in the store's log. Revisions start at 1, strictly increase across all keys, and are never

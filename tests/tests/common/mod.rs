@@ -3,8 +3,12 @@
 //! parallel map over test cases.
 //!
 //! The binaries come from the environment that `scripts/test` sets up (`FLOTILLA_BIN`, `COMPOSE_BIN`,
-//! `KUBERNETES_VALIDATE`); nothing here builds or installs anything.
+//! `KUBERNETES_VALIDATE`); nothing here installs anything, and the only thing built is the fixture apps'
+//! base images (`apps::ensure_base_images`, idempotent).
 #![allow(dead_code)] // each test binary uses a different subset
+
+pub mod apps;
+pub mod cluster;
 
 use std::ffi::OsString;
 use std::io::{Read, Write};
@@ -238,6 +242,10 @@ impl Finished {
 
     pub fn stderr_text(&self) -> String {
         String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
     }
 }
 

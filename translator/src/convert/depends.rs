@@ -93,6 +93,9 @@ pub fn apply(ctx: &mut Ctx, u: &mut Unit, svc: &Service) {
             None => format!("until the headless Service {target} has a ready pod in DNS"),
         };
         let wait_kind = if condition == "service_healthy" { "healthy" } else { "started" };
+        if !ctx.options.wait_init_containers {
+            continue;
+        }
         let init_name = names::join("wait-for", &dep_name);
         u.init.push(Container {
             name: init_name.clone(),

@@ -76,6 +76,9 @@ pub struct Options {
     /// node's logs) and become hostPath volumes whatever `bind_mounts` says; `None` treats every path
     /// as the project's.
     pub project_dir: Option<std::path::PathBuf>,
+    /// Whether `depends_on` becomes init containers that wait for the dependency. On for manifests meant
+    /// for any cluster; `flotilla up` turns it off because it orders startup itself.
+    pub wait_init_containers: bool,
 }
 
 impl Default for Options {
@@ -86,6 +89,7 @@ impl Default for Options {
             wait_image: None,
             volume_size: "100Mi".into(),
             project_dir: None,
+            wait_init_containers: true,
         }
     }
 }

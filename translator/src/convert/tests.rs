@@ -480,6 +480,20 @@ fn depends_on_waits_with_init_containers() {
 }
 
 #[test]
+fn flotilla_up_orders_startup_itself_so_no_wait_containers() {
+    let value = json!({"name": "p", "services": {
+        "web": {"image": "a", "depends_on": {"db": {"condition": "service_healthy", "required": true}}},
+        "db": {"image": "postgres"}
+    }});
+    let options = Options { wait_init_containers: false, ..Options::default() };
+    let c = run_with(value, &MemoryFiles::default(), &options).unwrap();
+    let d = obj(&c, "Deployment", "web");
+    assert!(d["spec"]["template"]["spec"]["initContainers"].is_null());
+    // The annotation stays: it is what `up` orders startup by.
+    assert!(d["metadata"]["annotations"]["compose.flotilla.dev/depends-on"].as_str().unwrap().contains("service_healthy"));
+}
+
+#[test]
 fn named_volumes_are_claims_sized_by_kompose_labels() {
     let c = run(json!({"name": "p",
         "services": {"db": {"image": "pg", "volumes": [{"type": "volume", "source": "data", "target": "/var/lib/pg", "volume": {}}]}},

@@ -1,0 +1,255 @@
+//! Pod volumes as host directories bind-mounted into the containers: emptyDir under the pod directory
+//! (`medium: Memory` mounts a tmpfs there, shared by all the pod's containers), hostPath, configMap and
+//! secret (files written from the API with items, paths and modes), downwardAPI, and
+//! persistentVolumeClaim (a node directory `<agent-dir>/volumes/<namespace>/<claim>` that outlives pods
+//! and `flotilla down`; a Pending claim is marked Bound).
+
+use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Component, Path, PathBuf};
+
+use k8s_openapi::api::core::v1::{Container, KeyToPath, PersistentVolumeClaim, Pod};
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use serde_json::json;
+
+use super::env::{EnvError, Sources, pod_field};
+use super::network::run_cmd;
+
+#[derive(Debug, thiserror::Error)]
+pub enum VolumeError {
+    #[error("volume {volume}: {message}")]
+    Setup { volume: String, message: String },
+    #[error("volume {volume}: {source}")]
+    Env { volume: String, source: EnvError },
+    #[error("volume mount {0}: no volume with that name in the pod")]
+    UnknownMount(String),
+    #[error("volume {volume}: subPath {sub_path:?} must be a relative path inside the volume")]
+    BadSubPath { volume: String, sub_path: String },
+}
+
+fn setup_err(volume: &str, message: impl std::fmt::Display) -> VolumeError {
+    VolumeError::Setup { volume: volume.to_string(), message: message.to_string() }
+}
+
+/// Whether `p` is relative and stays inside its base (no `..`, no root).
+fn is_safe_relative(p: &str) -> bool {
+    !p.is_empty() && Path::new(p).components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+}
+
+/// Writes `data` as files into `dir` (replacing what was there), following `items` when given.
+fn write_files(
+    volume: &str,
+    dir: &Path,
+    data: &HashMap<String, Vec<u8>>,
+    items: Option<&Vec<KeyToPath>>,
+    default_mode: i32,
+    optional: bool,
+) -> Result<(), VolumeError> {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).map_err(|e| setup_err(volume, e))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).map_err(|e| setup_err(volume, e))?;
+    let entries: Vec<(String, String, i32)> = match items {
+        Some(items) if !items.is_empty() => {
+            let mut out = Vec::new();
+            for item in items {
+                if !data.contains_key(&item.key) {
+                    if optional {
+                        continue;
+                    }
+                    return Err(setup_err(volume, format!("configured to use key {} but it does not exist", item.key)));
+                }
+                out.push((item.key.clone(), item.path.clone(), item.mode.unwrap_or(default_mode)));
+            }
+            out
+        }
+        _ => data.keys().map(|k| (k.clone(), k.clone(), default_mode)).collect(),
+    };
+    for (key, path, mode) in entries {
+        if !is_safe_relative(&path) {
+            return Err(setup_err(volume, format!("item path {path:?} must be relative and must not contain '..'")));
+        }
+        let target = dir.join(&path);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| setup_err(volume, e))?;
+        }
+        std::fs::write(&target, &data[&key]).map_err(|e| setup_err(volume, e))?;
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode as u32 & 0o7777))
+            .map_err(|e| setup_err(volume, e))?;
+    }
+    Ok(())
+}
+
+async fn is_mountpoint(path: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else { return false };
+    let p = path.to_string_lossy();
+    text.lines().any(|l| l.split_whitespace().nth(4) == Some(p.as_ref()))
+}
+
+/// Prepares every volume of `pod` under `pod_dir`; returns volume name -> host path.
+pub async fn prepare(
+    client: &kube::Client,
+    sources: &mut Sources,
+    pod: &Pod,
+    pod_dir: &Path,
+    agent_dir: &Path,
+    pod_ip: &str,
+    host_ip: &str,
+) -> Result<HashMap<String, PathBuf>, VolumeError> {
+    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+    let mut out = HashMap::new();
+    let volumes = pod.spec.as_ref().and_then(|s| s.volumes.clone()).unwrap_or_default();
+    for v in volumes {
+        let name = v.name.clone();
+        let own_dir = pod_dir.join("volumes").join(&name);
+        let path = if let Some(ed) = &v.empty_dir {
+            std::fs::create_dir_all(&own_dir).map_err(|e| setup_err(&name, e))?;
+            if ed.medium.as_deref() == Some("Memory") && !is_mountpoint(&own_dir).await {
+                let mut opts = "mode=0777".to_string();
+                if let Some(limit) = ed.size_limit.as_ref().and_then(|q| super::env::parse_memory(&q.0)) {
+                    opts.push_str(&format!(",size={limit}"));
+                }
+                let dir = own_dir.to_string_lossy().into_owned();
+                run_cmd("mount", &["-t", "tmpfs", "-o", &opts, "tmpfs", &dir], None)
+                    .await
+                    .map_err(|e| setup_err(&name, e))?;
+            }
+            std::fs::set_permissions(&own_dir, std::fs::Permissions::from_mode(0o777)).map_err(|e| setup_err(&name, e))?;
+            own_dir
+        } else if let Some(hp) = &v.host_path {
+            let p = PathBuf::from(&hp.path);
+            match hp.type_.as_deref().unwrap_or("") {
+                "DirectoryOrCreate" => {
+                    std::fs::create_dir_all(&p).map_err(|e| setup_err(&name, e))?;
+                }
+                "FileOrCreate" => {
+                    if !p.exists() {
+                        if let Some(parent) = p.parent() {
+                            std::fs::create_dir_all(parent).map_err(|e| setup_err(&name, e))?;
+                        }
+                        std::fs::write(&p, b"").map_err(|e| setup_err(&name, e))?;
+                    }
+                }
+                "Directory" if !p.is_dir() => return Err(setup_err(&name, format!("hostPath {} is not a directory", hp.path))),
+                "File" if !p.is_file() => return Err(setup_err(&name, format!("hostPath {} is not a file", hp.path))),
+                _ => {}
+            }
+            p
+        } else if let Some(cm) = &v.config_map {
+            let optional = cm.optional.unwrap_or(false);
+            let data = match sources.configmap_bytes(&cm.name).await.map_err(|e| VolumeError::Env { volume: name.clone(), source: e })? {
+                Some(d) => d,
+                None if optional => HashMap::new(),
+                None => return Err(setup_err(&name, format!("configmap \"{}\" not found", cm.name))),
+            };
+            write_files(&name, &own_dir, &data, cm.items.as_ref(), cm.default_mode.unwrap_or(0o644), optional)?;
+            own_dir
+        } else if let Some(s) = &v.secret {
+            let secret_name = s.secret_name.clone().unwrap_or_default();
+            let optional = s.optional.unwrap_or(false);
+            let data = match sources.secret_bytes(&secret_name).await.map_err(|e| VolumeError::Env { volume: name.clone(), source: e })? {
+                Some(d) => d,
+                None if optional => HashMap::new(),
+                None => return Err(setup_err(&name, format!("secret \"{secret_name}\" not found"))),
+            };
+            write_files(&name, &own_dir, &data, s.items.as_ref(), s.default_mode.unwrap_or(0o644), optional)?;
+            own_dir
+        } else if let Some(d) = &v.downward_api {
+            let mut data = HashMap::new();
+            let mut items = Vec::new();
+            for item in d.items.iter().flatten() {
+                if let Some(f) = &item.field_ref {
+                    let value = pod_field(pod, &f.field_path, pod_ip, host_ip)
+                        .map_err(|e| VolumeError::Env { volume: name.clone(), source: e })?;
+                    data.insert(item.path.clone(), value.into_bytes());
+                    items.push(KeyToPath { key: item.path.clone(), path: item.path.clone(), mode: item.mode });
+                }
+            }
+            write_files(&name, &own_dir, &data, Some(&items), d.default_mode.unwrap_or(0o644), false)?;
+            own_dir
+        } else if let Some(claim) = &v.persistent_volume_claim {
+            if !is_safe_relative(&claim.claim_name) || claim.claim_name.contains('/') {
+                return Err(setup_err(&name, format!("invalid claim name {:?}", claim.claim_name)));
+            }
+            // Bind first: a directory is only made for a claim that exists (the claim watcher removes the
+            // directories of deleted claims).
+            bind_claim(client, &namespace, &claim.claim_name).await.map_err(|e| setup_err(&name, e))?;
+            let dir = agent_dir.join("volumes").join(&namespace).join(&claim.claim_name);
+            if !dir.exists() {
+                std::fs::create_dir_all(&dir).map_err(|e| setup_err(&name, e))?;
+                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).map_err(|e| setup_err(&name, e))?;
+            }
+            dir
+        } else {
+            // Volume kinds this node cannot provide (projected tokens, cloud disks): an empty directory keeps
+            // the pod running; the mount is then empty, which is logged once here.
+            tracing::warn!(volume = %name, "unsupported volume type; using an empty directory");
+            std::fs::create_dir_all(&own_dir).map_err(|e| setup_err(&name, e))?;
+            own_dir
+        };
+        out.insert(name, path);
+    }
+    Ok(out)
+}
+
+/// Marks a claim Bound (this node provides its storage as a directory).
+async fn bind_claim(client: &kube::Client, namespace: &str, claim: &str) -> Result<(), String> {
+    let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
+    let pvc = api
+        .get_opt(claim)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("persistentvolumeclaim \"{claim}\" not found"))?;
+    if pvc.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound") {
+        return Ok(());
+    }
+    let spec = pvc.spec.unwrap_or_default();
+    let storage = spec.resources.and_then(|r| r.requests).and_then(|r| r.get("storage").cloned());
+    let mut status = json!({"phase": "Bound", "accessModes": spec.access_modes.unwrap_or_default()});
+    if let Some(storage) = storage {
+        status["capacity"] = json!({"storage": storage});
+    }
+    api.patch_status(claim, &PatchParams::default(), &Patch::Merge(&json!({"status": status})))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Docker bind specs (`host:container[:ro]`) for a container's volumeMounts.
+pub fn binds(container: &Container, volumes: &HashMap<String, PathBuf>) -> Result<Vec<String>, VolumeError> {
+    let mut out = Vec::new();
+    for m in container.volume_mounts.iter().flatten() {
+        let base = volumes.get(&m.name).ok_or_else(|| VolumeError::UnknownMount(m.name.clone()))?;
+        let mut host = base.clone();
+        if let Some(sub) = m.sub_path.as_deref().filter(|s| !s.is_empty()) {
+            if !is_safe_relative(sub) {
+                return Err(VolumeError::BadSubPath { volume: m.name.clone(), sub_path: sub.to_string() });
+            }
+            host = base.join(sub);
+            if !host.exists() {
+                std::fs::create_dir_all(&host).map_err(|e| setup_err(&m.name, e))?;
+                let _ = std::fs::set_permissions(&host, std::fs::Permissions::from_mode(0o777));
+            }
+        }
+        let mut spec = format!("{}:{}", host.display(), m.mount_path);
+        if m.read_only.unwrap_or(false) {
+            spec.push_str(":ro");
+        }
+        out.push(spec);
+    }
+    Ok(out)
+}
+
+/// Unmounts tmpfs emptyDirs and removes the pod directory.
+pub async fn cleanup(pod_dir: &Path) {
+    let volumes = pod_dir.join("volumes");
+    if let Ok(entries) = std::fs::read_dir(&volumes) {
+        for entry in entries.flatten() {
+            let p = entry.path();
+            if is_mountpoint(&p).await {
+                let _ = run_cmd("umount", &[&p.to_string_lossy()], None).await;
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(pod_dir);
+}

@@ -1,0 +1,97 @@
+//! The Kubernetes-compatible API server (HTTPS, port 6443 by default). Owned by the API work stream.
+//!
+//! Layout: `tls.rs` (rustls configs and the accept loop: HTTP/1.1 and h2 over TLS, upgrades for exec),
+//! `auth.rs` (client certificate or bearer token on every request but the public ones), `resources.rs`
+//! (the table of served resources), `registry.rs` (object semantics over the store: create, update,
+//! delete, defaulting, allocation), `handlers/` (REST routing, discovery, subresources), `watch.rs`
+//! (streaming watches), `selectors.rs`, `defaults.rs`, `errors.rs` (metav1 Status). `table.rs` (server-side
+//! Table printing) and `proxy.rs` (logs and exec proxied to node agents) belong to the kubectl work stream.
+
+pub mod auth;
+pub mod defaults;
+pub mod errors;
+mod handlers;
+pub mod proxy;
+pub mod registry;
+pub mod resources;
+pub mod selectors;
+pub mod table;
+pub mod tls;
+pub mod watch;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{any, get};
+
+pub use errors::ApiError;
+
+use crate::store::WatchedStore;
+
+/// The Kubernetes version this server reports (kubectl on these machines picks its binary by the minor).
+pub const GIT_VERSION: &str = "v1.33.5+flotilla";
+
+/// Largest accepted request body (kube-apiserver's limit is 3 MiB too).
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// What every handler shares.
+pub struct AppState {
+    /// The store, with its watch fan-out.
+    pub store: Arc<WatchedStore>,
+    /// PEM of the cluster CA (served at `/cacerts`).
+    pub ca_pem: String,
+    /// The secret accepted as an admin bearer token.
+    pub token_secret: String,
+    /// TLS client config for talking to node agents (kubelet port): trusts the cluster CA and presents
+    /// the apiserver-kubelet-client certificate.
+    pub kubelet_tls: Arc<rustls::ClientConfig>,
+    /// Serialises cluster IP and node port allocation.
+    pub(crate) alloc_lock: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    pub fn new(store: Arc<WatchedStore>, ca_pem: String, token_secret: String, kubelet_tls: Arc<rustls::ClientConfig>) -> Self {
+        Self { store, ca_pem, token_secret, kubelet_tls, alloc_lock: tokio::sync::Mutex::new(()) }
+    }
+
+    /// One object of a core or named-group resource found by its plural (e.g. "pods", "nodes"), with its
+    /// resourceVersion set; `namespace` is ignored for cluster-scoped resources.
+    pub async fn get_object(
+        &self,
+        plural: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<serde_json::Value, ApiError> {
+        let res = resources::RESOURCES
+            .iter()
+            .find(|r| r.plural == plural)
+            .ok_or_else(|| ApiError::path_not_found())?;
+        Ok(self.get_obj(res, namespace, name).await?.0)
+    }
+}
+
+/// The router of the whole API: public endpoints, discovery and REST, behind authentication.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(handlers::ok_text))
+        .route("/livez", get(handlers::ok_text))
+        .route("/readyz", get(handlers::ok_text))
+        .route("/version", get(handlers::version))
+        .route("/cacerts", get(handlers::cacerts))
+        .route("/api", get(handlers::discovery::api_versions))
+        .route("/apis", get(handlers::discovery::api_groups))
+        .route("/api/{*rest}", any(handlers::api_entry))
+        .route("/apis/{*rest}", any(handlers::apis_entry))
+        .route("/openapi/v2", get(handlers::discovery::openapi_missing))
+        .route("/openapi/v3", get(handlers::discovery::openapi_v3_root))
+        .route("/openapi/v3/{*rest}", get(handlers::discovery::openapi_v3_sub))
+        .fallback(handlers::not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate))
+        .with_state(state)
+}

@@ -1,0 +1,269 @@
+//! Garbage collector: deletes (background propagation) every object whose owners, by uid, are all gone,
+//! and drops dangling references from objects that still have a live owner.
+//!
+//! A sweep lists the dependent kinds first and the owner kinds second, so an owner created after its
+//! dependent is always seen; each verdict is confirmed with a GET before deleting. Sweeps run when an owner
+//! kind reports a deletion (cascades: Deployment → ReplicaSets → Pods) and every [`SWEEP_PERIOD`] otherwise
+//! (objects created with dangling references, deletions missed while a watch restarted).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams};
+use kube::runtime::watcher;
+use kube::{Api, ResourceExt};
+use serde_json::json;
+use tokio::sync::Notify;
+
+use super::{Error, is_not_found};
+
+/// Sweep period when no owner deletion prompts one.
+pub const SWEEP_PERIOD: Duration = Duration::from_secs(15);
+
+/// A kind the collector knows how to list and look up.
+#[derive(Clone, Copy, Debug)]
+pub struct Kind {
+    pub group: &'static str,
+    pub version: &'static str,
+    pub kind: &'static str,
+    pub plural: &'static str,
+    pub namespaced: bool,
+}
+
+const fn k(
+    group: &'static str,
+    version: &'static str,
+    kind: &'static str,
+    plural: &'static str,
+    namespaced: bool,
+) -> Kind {
+    Kind { group, version, kind, plural, namespaced }
+}
+
+/// Kinds that may carry ownerReferences (what our controllers and `flotilla up` create).
+pub const DEPENDENTS: &[Kind] = &[
+    k("apps", "v1", "ReplicaSet", "replicasets", true),
+    k("", "v1", "Pod", "pods", true),
+    k("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", true),
+    k("", "v1", "Endpoints", "endpoints", true),
+    k("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", true),
+    k("batch", "v1", "Job", "jobs", true),
+    k("", "v1", "ConfigMap", "configmaps", true),
+    k("", "v1", "Secret", "secrets", true),
+    k("", "v1", "Service", "services", true),
+];
+
+/// Kinds that own things. An owner reference to a kind not listed here is never judged dangling.
+pub const OWNERS: &[Kind] = &[
+    k("apps", "v1", "Deployment", "deployments", true),
+    k("apps", "v1", "ReplicaSet", "replicasets", true),
+    k("apps", "v1", "StatefulSet", "statefulsets", true),
+    k("apps", "v1", "DaemonSet", "daemonsets", true),
+    k("batch", "v1", "Job", "jobs", true),
+    k("batch", "v1", "CronJob", "cronjobs", true),
+    k("", "v1", "Service", "services", true),
+    k("", "v1", "Pod", "pods", true),
+    k("", "v1", "ConfigMap", "configmaps", true),
+    k("", "v1", "Secret", "secrets", true),
+    k("", "v1", "Node", "nodes", false),
+    k("", "v1", "Namespace", "namespaces", false),
+];
+
+impl Kind {
+    fn api_resource(&self) -> ApiResource {
+        let gvk = GroupVersionKind::gvk(self.group, self.version, self.kind);
+        ApiResource::from_gvk_with_plural(&gvk, self.plural)
+    }
+
+    fn api_version(&self) -> String {
+        if self.group.is_empty() { self.version.to_string() } else { format!("{}/{}", self.group, self.version) }
+    }
+}
+
+/// The owner kind an ownerReference points at, if known.
+pub fn owner_kind(r: &OwnerReference) -> Option<&'static Kind> {
+    OWNERS.iter().find(|k| k.kind == r.kind && k.api_version() == r.api_version)
+}
+
+/// What to do with one dependent, given the set of live owner uids per kind (None: that kind could not be
+/// listed, so its references are treated as alive).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Keep,
+    /// Every owner is gone.
+    Delete,
+    /// Some owners are gone: keep the object, drop these references (by uid).
+    DropRefs(Vec<String>),
+}
+
+/// Judges one dependent's owner references.
+pub fn judge(refs: &[OwnerReference], live: &BTreeMap<&'static str, Option<BTreeSet<String>>>) -> Verdict {
+    if refs.is_empty() {
+        return Verdict::Keep;
+    }
+    let dangling: Vec<String> = refs
+        .iter()
+        .filter(|r| match owner_kind(r) {
+            None => false,
+            Some(kind) => match live.get(kind.plural) {
+                Some(Some(uids)) => !uids.contains(&r.uid),
+                _ => false,
+            },
+        })
+        .map(|r| r.uid.clone())
+        .collect();
+    if dangling.is_empty() {
+        Verdict::Keep
+    } else if dangling.len() == refs.len() {
+        Verdict::Delete
+    } else {
+        Verdict::DropRefs(dangling)
+    }
+}
+
+/// Runs the garbage collector until the process ends.
+pub async fn run(client: kube::Client) {
+    let notify = Arc::new(Notify::new());
+    for kind in OWNERS.iter().filter(|k| k.namespaced) {
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &kind.api_resource());
+        let notify = notify.clone();
+        tokio::spawn(async move {
+            let stream = watcher(api, watcher::Config::default());
+            futures::pin_mut!(stream);
+            while let Some(ev) = stream.next().await {
+                match ev {
+                    Ok(watcher::Event::Delete(_)) | Ok(watcher::Event::InitDone) => notify.notify_one(),
+                    Ok(_) => {}
+                    // Kinds the server does not serve keep failing here; back off quietly.
+                    Err(_) => tokio::time::sleep(Duration::from_secs(10)).await,
+                }
+            }
+        });
+    }
+    loop {
+        let _ = tokio::time::timeout(SWEEP_PERIOD, notify.notified()).await;
+        // Let a burst of deletions settle into one sweep.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if let Err(err) = sweep(&client).await {
+            tracing::warn!(%err, "garbage collection sweep failed");
+        }
+    }
+}
+
+/// One pass over every dependent kind.
+pub async fn sweep(client: &kube::Client) -> Result<usize, Error> {
+    let mut dependents: Vec<(&'static Kind, DynamicObject)> = vec![];
+    for kind in DEPENDENTS {
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &kind.api_resource());
+        match api.list(&ListParams::default()).await {
+            Ok(list) => dependents.extend(
+                list.items
+                    .into_iter()
+                    .filter(|o| !o.owner_references().is_empty() && o.metadata.deletion_timestamp.is_none())
+                    .map(|o| (kind, o)),
+            ),
+            Err(e) => tracing::debug!(kind = kind.plural, %e, "gc cannot list dependents"),
+        }
+    }
+    if dependents.is_empty() {
+        return Ok(0);
+    }
+    let mut live: BTreeMap<&'static str, Option<BTreeSet<String>>> = BTreeMap::new();
+    for kind in OWNERS {
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &kind.api_resource());
+        let uids = match api.list(&ListParams::default()).await {
+            Ok(list) => Some(list.items.iter().filter_map(|o| o.uid()).collect()),
+            Err(_) => None,
+        };
+        live.insert(kind.plural, uids);
+    }
+    let mut deleted = 0;
+    for (kind, obj) in dependents {
+        let verdict = judge(obj.owner_references(), &live);
+        if verdict == Verdict::Keep {
+            continue;
+        }
+        // Confirm each dangling owner with a GET: the lists are not one snapshot.
+        let ns = obj.namespace().unwrap_or_default();
+        let mut confirmed = vec![];
+        for r in obj.owner_references() {
+            let Some(okind) = owner_kind(r) else { continue };
+            let dangling = match &verdict {
+                Verdict::Delete => true,
+                Verdict::DropRefs(uids) => uids.contains(&r.uid),
+                Verdict::Keep => false,
+            };
+            if !dangling {
+                continue;
+            }
+            let api: Api<DynamicObject> = if okind.namespaced {
+                Api::namespaced_with(client.clone(), &ns, &okind.api_resource())
+            } else {
+                Api::all_with(client.clone(), &okind.api_resource())
+            };
+            match api.get_opt(&r.name).await {
+                Ok(None) => confirmed.push(r.uid.clone()),
+                Ok(Some(o)) if o.uid().as_deref() != Some(&r.uid) => confirmed.push(r.uid.clone()),
+                Ok(Some(_)) => {}
+                Err(e) if is_not_found(&e) => confirmed.push(r.uid.clone()),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &kind.api_resource());
+        let name = obj.name_any();
+        if confirmed.len() == obj.owner_references().len() {
+            tracing::info!(kind = kind.kind, namespace = %ns, %name, "deleting object whose owners are gone");
+            super::delete_ignore_missing(&api, &name, &DeleteParams::background()).await?;
+            deleted += 1;
+        } else if !confirmed.is_empty() {
+            let refs: Vec<&OwnerReference> =
+                obj.owner_references().iter().filter(|r| !confirmed.contains(&r.uid)).collect();
+            let patch = json!({"metadata": {"ownerReferences": refs}});
+            match api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                Ok(_) => {}
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(deleted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(kind: &str, api_version: &str, uid: &str) -> OwnerReference {
+        OwnerReference {
+            api_version: api_version.into(),
+            kind: kind.into(),
+            name: "x".into(),
+            uid: uid.into(),
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        }
+    }
+
+    #[test]
+    fn judges_owner_references() {
+        let mut live: BTreeMap<&'static str, Option<BTreeSet<String>>> = BTreeMap::new();
+        live.insert("replicasets", Some(BTreeSet::from(["rs1".to_string()])));
+        live.insert("deployments", Some(BTreeSet::new()));
+        live.insert("statefulsets", None);
+        assert_eq!(judge(&[], &live), Verdict::Keep);
+        assert_eq!(judge(&[r("ReplicaSet", "apps/v1", "rs1")], &live), Verdict::Keep);
+        assert_eq!(judge(&[r("ReplicaSet", "apps/v1", "rs2")], &live), Verdict::Delete);
+        assert_eq!(
+            judge(&[r("ReplicaSet", "apps/v1", "rs1"), r("Deployment", "apps/v1", "d1")], &live),
+            Verdict::DropRefs(vec!["d1".into()])
+        );
+        // Kinds that could not be listed, or unknown kinds, are never judged dangling.
+        assert_eq!(judge(&[r("StatefulSet", "apps/v1", "s")], &live), Verdict::Keep);
+        assert_eq!(judge(&[r("Widget", "example.com/v1", "w")], &live), Verdict::Keep);
+        // Wrong apiVersion for the kind: unknown.
+        assert_eq!(judge(&[r("ReplicaSet", "extensions/v1beta1", "rs2")], &live), Verdict::Keep);
+    }
+}

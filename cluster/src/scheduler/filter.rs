@@ -1,0 +1,379 @@
+//! The scheduler's decision, pure: filter nodes as kube-scheduler's default plugins do (NodeUnschedulable,
+//! TaintToleration with the not-ready taint, NodeAffinity for nodeSelector, NodePorts, NodeResourcesFit),
+//! score the survivors by least allocated, and word a failure the way kube-scheduler does
+//! ("0/1 nodes are available: 1 Insufficient memory.").
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Node, Pod, Taint, Toleration};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+
+/// Parses a Kubernetes quantity into thousandths of its unit ("100m" cpu = 100, "1Gi" memory = 1024³·1000),
+/// rounding up as apimachinery does. None when it does not parse.
+pub fn parse_milli(q: &str) -> Option<i128> {
+    let q = q.trim();
+    let split = q.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-')).unwrap_or(q.len());
+    let (num, suffix) = q.split_at(split);
+    // A decimal exponent ("1e3", "2E-1") is part of the number, not a suffix.
+    let exponent = suffix.strip_prefix(['e', 'E']).and_then(|r| r.parse::<i32>().ok());
+    let (suffix, exp10) = match exponent {
+        Some(e) => ("", e),
+        None => (suffix, 0),
+    };
+    let value: f64 = num.parse().ok()?;
+    let mult: f64 = match suffix {
+        "" => 1.0,
+        "n" => 1e-9,
+        "u" => 1e-6,
+        "m" => 1e-3,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
+        "Ki" => 1024.0,
+        "Mi" => 1024f64.powi(2),
+        "Gi" => 1024f64.powi(3),
+        "Ti" => 1024f64.powi(4),
+        "Pi" => 1024f64.powi(5),
+        "Ei" => 1024f64.powi(6),
+        _ => return None,
+    };
+    let milli = value * mult * 10f64.powi(exp10) * 1000.0;
+    // Guard against float noise ("0.1" * 1000 = 100.00000000000001) before rounding up.
+    Some((milli - 1e-6).ceil() as i128)
+}
+
+/// Resource amounts the scheduler compares: cpu in millicores, memory in bytes, plus pod count.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Resources {
+    pub milli_cpu: i128,
+    pub memory: i128,
+    pub pods: i128,
+}
+
+fn from_map(map: Option<&BTreeMap<String, Quantity>>) -> Resources {
+    let get = |k: &str| map.and_then(|m| m.get(k)).and_then(|q| parse_milli(&q.0));
+    Resources {
+        milli_cpu: get("cpu").unwrap_or(0),
+        memory: get("memory").map(|m| m / 1000).unwrap_or(0),
+        pods: get("pods").map(|p| p / 1000).unwrap_or(0),
+    }
+}
+
+/// A pod's effective requests: the larger of the sum over its containers and the largest init container,
+/// plus overhead (kube-scheduler's `computePodResourceRequest`).
+pub fn pod_requests(pod: &Pod) -> Resources {
+    let Some(spec) = pod.spec.as_ref() else { return Resources::default() };
+    let mut sum = Resources::default();
+    for c in &spec.containers {
+        let r = from_map(c.resources.as_ref().and_then(|r| r.requests.as_ref()));
+        sum.milli_cpu += r.milli_cpu;
+        sum.memory += r.memory;
+    }
+    for c in spec.init_containers.iter().flatten() {
+        let r = from_map(c.resources.as_ref().and_then(|r| r.requests.as_ref()));
+        sum.milli_cpu = sum.milli_cpu.max(r.milli_cpu);
+        sum.memory = sum.memory.max(r.memory);
+    }
+    let overhead = from_map(spec.overhead.as_ref());
+    sum.milli_cpu += overhead.milli_cpu;
+    sum.memory += overhead.memory;
+    sum.pods = 1;
+    sum
+}
+
+/// What the node offers: allocatable, else capacity; a missing figure means no limit.
+pub fn node_allocatable(node: &Node) -> (Option<i128>, Option<i128>, Option<i128>) {
+    let status = node.status.as_ref();
+    let map = status.and_then(|s| s.allocatable.as_ref()).or_else(|| status.and_then(|s| s.capacity.as_ref()));
+    let get = |k: &str| map.and_then(|m| m.get(k)).and_then(|q| parse_milli(&q.0));
+    (get("cpu"), get("memory").map(|m| m / 1000), get("pods").map(|p| p / 1000))
+}
+
+fn node_ready(node: &Node) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+fn tolerates(tolerations: &[Toleration], taint: &Taint) -> bool {
+    tolerations.iter().any(|t| {
+        let effect_ok = t.effect.as_deref().is_none_or(|e| e.is_empty() || e == taint.effect);
+        let key_ok = t.key.as_deref().is_none_or(|k| k.is_empty()) && t.operator.as_deref() == Some("Exists")
+            || t.key.as_deref() == Some(taint.key.as_str());
+        let value_ok = match t.operator.as_deref() {
+            Some("Exists") => true,
+            _ => t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or(""),
+        };
+        effect_ok && key_ok && value_ok
+    })
+}
+
+/// Host ports a pod asks for: (protocol, hostIP, port).
+fn host_ports(pod: &Pod) -> Vec<(String, String, i32)> {
+    let Some(spec) = pod.spec.as_ref() else { return vec![] };
+    spec.containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .flat_map(|c| c.ports.iter().flatten())
+        .filter_map(|p| {
+            let hp = p.host_port.filter(|hp| *hp > 0)?;
+            let ip = p.host_ip.clone().filter(|ip| !ip.is_empty()).unwrap_or_else(|| "0.0.0.0".into());
+            Some((p.protocol.clone().unwrap_or_else(|| "TCP".into()), ip, hp))
+        })
+        .collect()
+}
+
+fn ports_conflict(a: &(String, String, i32), b: &(String, String, i32)) -> bool {
+    a.0 == b.0 && a.2 == b.2 && (a.1 == b.1 || a.1 == "0.0.0.0" || b.1 == "0.0.0.0")
+}
+
+/// Why a node does not fit the pod: the reasons kube-scheduler prints (one plugin's, the first that fails).
+pub fn filter(pod: &Pod, node: &Node, on_node: &[&Pod]) -> Vec<String> {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let nspec = node.spec.clone().unwrap_or_default();
+    let tolerations = spec.tolerations.clone().unwrap_or_default();
+    if nspec.unschedulable == Some(true) {
+        let taint =
+            Taint { key: "node.kubernetes.io/unschedulable".into(), effect: "NoSchedule".into(), ..Default::default() };
+        if !tolerates(&tolerations, &taint) {
+            return vec!["node(s) were unschedulable".into()];
+        }
+    }
+    let mut taints = nspec.taints.clone().unwrap_or_default();
+    if !node_ready(node) {
+        taints.push(Taint {
+            key: "node.kubernetes.io/not-ready".into(),
+            effect: "NoSchedule".into(),
+            ..Default::default()
+        });
+    }
+    for taint in taints.iter().filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute") {
+        if !tolerates(&tolerations, taint) {
+            return vec![format!(
+                "node(s) had untolerated taint {{{}: {}}}",
+                taint.key,
+                taint.value.as_deref().unwrap_or("")
+            )];
+        }
+    }
+    let node_labels = node.metadata.labels.clone().unwrap_or_default();
+    if !spec.node_selector.iter().flatten().all(|(k, v)| node_labels.get(k) == Some(v)) {
+        return vec!["node(s) didn't match Pod's node affinity/selector".into()];
+    }
+    let wanted = host_ports(pod);
+    if !wanted.is_empty() {
+        let used: Vec<_> = on_node.iter().flat_map(|p| host_ports(p)).collect();
+        if wanted.iter().any(|w| used.iter().any(|u| ports_conflict(w, u))) {
+            return vec!["node(s) didn't have free ports for the requested pod ports".into()];
+        }
+    }
+    let req = pod_requests(pod);
+    let used = on_node.iter().fold(Resources::default(), |mut acc, p| {
+        let r = pod_requests(p);
+        acc.milli_cpu += r.milli_cpu;
+        acc.memory += r.memory;
+        acc.pods += 1;
+        acc
+    });
+    let (cpu, mem, pods) = node_allocatable(node);
+    let mut reasons = vec![];
+    if pods.is_some_and(|max| used.pods + 1 > max) {
+        reasons.push("Too many pods".to_string());
+    }
+    if req.milli_cpu > 0 && cpu.is_some_and(|max| used.milli_cpu + req.milli_cpu > max) {
+        reasons.push("Insufficient cpu".to_string());
+    }
+    if req.memory > 0 && mem.is_some_and(|max| used.memory + req.memory > max) {
+        reasons.push("Insufficient memory".to_string());
+    }
+    reasons
+}
+
+/// Least-allocated score (0–100) of placing `pod` on `node`: the mean free share of cpu and memory after
+/// placement, counting pods without requests as 100m cpu / 200Mi memory as kube-scheduler does.
+pub fn score(pod: &Pod, node: &Node, on_node: &[&Pod]) -> i64 {
+    const DEFAULT_CPU: i128 = 100;
+    const DEFAULT_MEM: i128 = 200 * 1024 * 1024;
+    let nonzero = |p: &Pod| {
+        let r = pod_requests(p);
+        (if r.milli_cpu == 0 { DEFAULT_CPU } else { r.milli_cpu }, if r.memory == 0 { DEFAULT_MEM } else { r.memory })
+    };
+    let (mut cpu, mut mem) = nonzero(pod);
+    for p in on_node {
+        let (c, m) = nonzero(p);
+        cpu += c;
+        mem += m;
+    }
+    let (acpu, amem, _) = node_allocatable(node);
+    let part = |used: i128, cap: Option<i128>| match cap {
+        Some(cap) if cap > 0 => (((cap - used).max(0)) * 100 / cap) as i64,
+        _ => 100,
+    };
+    (part(cpu, acpu) + part(mem, amem)) / 2
+}
+
+/// Picks the node for `pod`, or returns kube-scheduler's message for why none fits.
+/// `on_node` maps node name to the pods already placed there (not finished).
+pub fn schedule(pod: &Pod, nodes: &[&Node], on_node: &BTreeMap<String, Vec<&Pod>>) -> Result<String, String> {
+    let empty = vec![];
+    let mut best: Option<(i64, String)> = None;
+    let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+    for node in nodes {
+        let name = node.metadata.name.clone().unwrap_or_default();
+        let here = on_node.get(&name).unwrap_or(&empty);
+        let failed = filter(pod, node, here);
+        if failed.is_empty() {
+            let s = score(pod, node, here);
+            // Highest score wins; ties go to the first name, so the choice is reproducible.
+            if best.as_ref().is_none_or(|(bs, bn)| s > *bs || (s == *bs && name < *bn)) {
+                best = Some((s, name));
+            }
+        } else {
+            for r in failed {
+                *reasons.entry(r).or_default() += 1;
+            }
+        }
+    }
+    match best {
+        Some((_, name)) => Ok(name),
+        None => Err(unschedulable_message(nodes.len(), &reasons)),
+    }
+}
+
+/// "0/N nodes are available: 1 Insufficient cpu, 1 Insufficient memory." (reasons sorted as kube-scheduler
+/// sorts them, by their full text).
+pub fn unschedulable_message(total: usize, reasons: &BTreeMap<String, usize>) -> String {
+    if total == 0 {
+        return "no nodes available to schedule pods".into();
+    }
+    let mut parts: Vec<String> = reasons.iter().map(|(r, n)| format!("{n} {r}")).collect();
+    parts.sort();
+    format!("0/{total} nodes are available: {}.", parts.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn node(name: &str, cpu: &str, mem: &str, ready: bool) -> Node {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, "disk": "ssd"}},
+            "status": {
+                "allocatable": {"cpu": cpu, "memory": mem, "pods": "110"},
+                "conditions": [{"type": "Ready", "status": if ready {"True"} else {"False"}}]
+            }
+        }))
+        .unwrap()
+    }
+
+    fn pod(cpu: Option<&str>, mem: Option<&str>) -> Pod {
+        let mut req = serde_json::Map::new();
+        if let Some(c) = cpu {
+            req.insert("cpu".into(), json!(c));
+        }
+        if let Some(m) = mem {
+            req.insert("memory".into(), json!(m));
+        }
+        serde_json::from_value(json!({
+            "metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "c", "image": "i", "resources": {"requests": req}}]}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn quantities() {
+        assert_eq!(parse_milli("100m"), Some(100));
+        assert_eq!(parse_milli("1"), Some(1000));
+        assert_eq!(parse_milli("0.1"), Some(100));
+        assert_eq!(parse_milli("1.5"), Some(1500));
+        assert_eq!(parse_milli("1Ki"), Some(1024 * 1000));
+        assert_eq!(parse_milli("128Mi"), Some(128 * 1024 * 1024 * 1000));
+        assert_eq!(parse_milli("1G"), Some(1_000_000_000_000));
+        assert_eq!(parse_milli("1e3"), Some(1_000_000));
+        assert_eq!(parse_milli("12x"), None);
+        assert_eq!(parse_milli("1Ei"), Some(1024i128.pow(6) * 1000));
+        assert_eq!(parse_milli("2E"), Some(2 * 10i128.pow(18) * 1000));
+    }
+
+    #[test]
+    fn requests_take_the_larger_of_containers_and_init() {
+        let mut p = pod(Some("100m"), Some("64Mi"));
+        let init: k8s_openapi::api::core::v1::Container =
+            serde_json::from_value(json!({"name": "i", "image": "i", "resources": {"requests": {"cpu": "500m"}}}))
+                .unwrap();
+        p.spec.as_mut().unwrap().init_containers = Some(vec![init]);
+        let r = pod_requests(&p);
+        assert_eq!(r.milli_cpu, 500);
+        assert_eq!(r.memory, 64 * 1024 * 1024);
+    }
+
+    #[test]
+    fn insufficient_memory_message_like_kube_scheduler() {
+        let n = node("n1", "2", "1Gi", true);
+        let p = pod(None, Some("2Gi"));
+        let err = schedule(&p, &[&n], &BTreeMap::new()).unwrap_err();
+        assert_eq!(err, "0/1 nodes are available: 1 Insufficient memory.");
+        let p = pod(Some("3"), Some("2Gi"));
+        let err = schedule(&p, &[&n], &BTreeMap::new()).unwrap_err();
+        assert_eq!(err, "0/1 nodes are available: 1 Insufficient cpu, 1 Insufficient memory.");
+    }
+
+    #[test]
+    fn counts_pods_already_on_the_node() {
+        let n = node("n1", "1", "1Gi", true);
+        let running = pod(Some("800m"), None);
+        let p = pod(Some("300m"), None);
+        let on = BTreeMap::from([("n1".to_string(), vec![&running])]);
+        assert!(schedule(&p, &[&n], &on).is_err());
+        assert_eq!(schedule(&p, &[&n], &BTreeMap::new()).unwrap(), "n1");
+    }
+
+    #[test]
+    fn not_ready_unschedulable_selector_and_ports() {
+        let not_ready = node("a", "1", "1Gi", false);
+        let mut cordoned = node("b", "1", "1Gi", true);
+        cordoned.spec = Some(k8s_openapi::api::core::v1::NodeSpec { unschedulable: Some(true), ..Default::default() });
+        let p = pod(None, None);
+        let err = schedule(&p, &[&not_ready, &cordoned], &BTreeMap::new()).unwrap_err();
+        assert_eq!(
+            err,
+            "0/2 nodes are available: 1 node(s) had untolerated taint {node.kubernetes.io/not-ready: }, 1 node(s) were unschedulable."
+        );
+        let ok = node("c", "1", "1Gi", true);
+        let mut sel = pod(None, None);
+        sel.spec.as_mut().unwrap().node_selector = Some(BTreeMap::from([("disk".to_string(), "hdd".to_string())]));
+        assert_eq!(
+            schedule(&sel, &[&ok], &BTreeMap::new()).unwrap_err(),
+            "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector."
+        );
+        let with_port = |hp: i32| -> Pod {
+            serde_json::from_value(json!({"metadata": {"name": "x"}, "spec": {"containers": [
+                {"name": "c", "image": "i", "ports": [{"containerPort": 80, "hostPort": hp}]}]}}))
+            .unwrap()
+        };
+        let a = with_port(8080);
+        let on = BTreeMap::from([("c".to_string(), vec![&a])]);
+        assert!(schedule(&with_port(8080), &[&ok], &on).unwrap_err().contains("free ports"));
+        assert_eq!(schedule(&with_port(8081), &[&ok], &on).unwrap(), "c");
+    }
+
+    #[test]
+    fn least_allocated_wins() {
+        let big = node("big", "4", "8Gi", true);
+        let small = node("small", "1", "1Gi", true);
+        let p = pod(Some("500m"), Some("256Mi"));
+        assert_eq!(schedule(&p, &[&small, &big], &BTreeMap::new()).unwrap(), "big");
+        let tolerant: Pod = serde_json::from_value(json!({"metadata": {"name": "d"}, "spec": {
+            "containers": [{"name": "c", "image": "i"}],
+            "tolerations": [{"operator": "Exists"}]}}))
+        .unwrap();
+        let not_ready = node("nr", "1", "1Gi", false);
+        assert_eq!(schedule(&tolerant, &[&not_ready], &BTreeMap::new()).unwrap(), "nr");
+    }
+}

@@ -1,0 +1,465 @@
+//! The API server against real clients: a real `flotilla server --no-agent` process (own temp data dir,
+//! random loopback port) driven by kube-rs and by the real kubectl. Covers CRUD, label and field
+//! selectors, optimistic concurrency, watches (and a watch that falls behind compaction, which must get a
+//! 410 ERROR event and make kube-rs's watcher relist), authentication and the body size limit.
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{Tier, flotilla_bin, skip_tier};
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+
+/// Upper bound for every wait; no test asserts a duration.
+const WAIT: Duration = Duration::from_secs(60);
+
+/// A server process with its own data dir; stopped (SIGTERM, then SIGKILL) when dropped.
+struct Server {
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Server {
+    fn start(extra: &[&str]) -> Server {
+        let dir = tempfile::Builder::new().prefix("flt-api-").tempdir().expect("temp dir");
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let log = std::fs::File::create(dir.path().join("server.log")).expect("server log");
+        let child = Command::new(flotilla_bin())
+            .args(["server", "--no-agent", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .arg(dir.path())
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("starting flotilla server");
+        Server { dir, child: Some(child) }
+    }
+
+    fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("kubeconfig.yaml")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    async fn client(&self) -> Client {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Ok(kc) = kube::config::Kubeconfig::read_from(self.kubeconfig())
+                && let Ok(cfg) = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await
+                && let Ok(client) = Client::try_from(cfg)
+                && client.apiserver_version().await.is_ok()
+            {
+                return client;
+            }
+            assert!(Instant::now() < deadline, "server did not start; log:\n{}", self.log());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// A client that trusts the cluster CA but presents no credentials, or only `token`.
+    async fn client_without_cert(&self, token: Option<String>) -> Client {
+        let kc = kube::config::Kubeconfig::read_from(self.kubeconfig()).unwrap();
+        let mut cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.unwrap();
+        cfg.auth_info = Default::default();
+        cfg.auth_info.token = token.map(Into::into);
+        Client::try_from(cfg).unwrap()
+    }
+
+    fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut child = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(self.kubeconfig())
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl is installed on these machines");
+        if let Some(input) = stdin {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        }
+        drop(child.stdin.take());
+        child.wait_with_output().unwrap()
+    }
+
+    fn kubectl_ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.kubectl(args, stdin);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}\n{}\nserver log:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!("flt-{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+async fn make_namespace(client: &Client, name: &str) {
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+    Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.expect("namespace created");
+}
+
+fn configmap(name: &str, labels: serde_json::Value, data: serde_json::Value) -> ConfigMap {
+    serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}, "data": data})).unwrap()
+}
+
+fn api_error(result: Result<impl std::fmt::Debug, kube::Error>) -> Box<kube::core::Status> {
+    match result {
+        Err(kube::Error::Api(status)) => status,
+        other => panic!("expected an API error Status, got {other:?}"),
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+#[test]
+fn crud_selectors_conflicts_and_errors() {
+    if skip_tier(Tier::Api) {
+        return;
+    }
+    let server = Server::start(&[]);
+    runtime().block_on(async {
+        let client = server.client().await;
+        let ns = unique("crud");
+        make_namespace(&client, &ns).await;
+        let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+
+        // create: server-set metadata
+        let created = cms.create(&PostParams::default(), &configmap("a", json!({"tier": "web"}), json!({"k": "1"}))).await.unwrap();
+        assert!(created.metadata.uid.is_some() && created.metadata.creation_timestamp.is_some());
+        assert!(created.resource_version().is_some());
+        cms.create(&PostParams::default(), &configmap("b", json!({"tier": "db"}), json!({}))).await.unwrap();
+        cms.create(&PostParams::default(), &configmap("c", json!({}), json!({}))).await.unwrap();
+
+        // 409 AlreadyExists, 404 NotFound with kube-apiserver's wording
+        let exists = api_error(cms.create(&PostParams::default(), &configmap("a", json!({}), json!({}))).await);
+        assert_eq!((exists.code, exists.reason.as_str()), (409, "AlreadyExists"));
+        assert_eq!(exists.message, "configmaps \"a\" already exists");
+        let missing = api_error(cms.get("nope").await);
+        assert_eq!((missing.code, missing.message.as_str()), (404, "configmaps \"nope\" not found"));
+
+        // a namespace that does not exist
+        let elsewhere: Api<ConfigMap> = Api::namespaced(client.clone(), &unique("absent"));
+        let no_ns = api_error(elsewhere.create(&PostParams::default(), &configmap("x", json!({}), json!({}))).await);
+        assert_eq!(no_ns.code, 404);
+        assert!(no_ns.message.starts_with("namespaces \""), "{}", no_ns.message);
+
+        // generateName
+        let generated: ConfigMap =
+            serde_json::from_value(json!({"metadata": {"generateName": "gen-"}})).unwrap();
+        let generated = cms.create(&PostParams::default(), &generated).await.unwrap();
+        assert!(generated.name_any().starts_with("gen-") && generated.name_any().len() == 9, "{}", generated.name_any());
+
+        // label selectors (full syntax) and field selectors
+        let names = |list: kube::core::ObjectList<ConfigMap>| {
+            let mut n: Vec<String> = list.items.iter().map(|c| c.name_any()).collect();
+            n.sort();
+            n
+        };
+        assert_eq!(names(cms.list(&ListParams::default().labels("tier=web")).await.unwrap()), ["a"]);
+        assert_eq!(names(cms.list(&ListParams::default().labels("tier in (web,db)")).await.unwrap()), ["a", "b"]);
+        assert_eq!(names(cms.list(&ListParams::default().labels("tier,tier notin (web)")).await.unwrap()), ["b"]);
+        assert_eq!(names(cms.list(&ListParams::default().labels("!tier")).await.unwrap()).len(), 2);
+        assert_eq!(names(cms.list(&ListParams::default().fields("metadata.name=c")).await.unwrap()), ["c"]);
+
+        // paging: limit + continue return everything exactly once
+        let mut seen = Vec::new();
+        let mut params = ListParams::default().limit(1);
+        for _ in 0..10 {
+            let page = cms.list(&params).await.unwrap();
+            seen.extend(page.items.iter().map(|c| c.name_any()));
+            match page.metadata.continue_ {
+                Some(token) if !token.is_empty() => params = ListParams::default().limit(1).continue_token(&token),
+                _ => break,
+            }
+        }
+        seen.sort();
+        assert_eq!(seen.len(), 4, "{seen:?}");
+        seen.dedup();
+        assert_eq!(seen.len(), 4);
+
+        // update with a stale resourceVersion: 409 Conflict, exact message
+        let mut fresh = cms.get("a").await.unwrap();
+        let mut stale = fresh.clone();
+        fresh.data = Some([("k".to_string(), "2".to_string())].into());
+        let updated = cms.replace("a", &PostParams::default(), &fresh).await.unwrap();
+        assert_ne!(updated.resource_version(), stale.resource_version());
+        stale.data = Some([("k".to_string(), "3".to_string())].into());
+        let conflict = api_error(cms.replace("a", &PostParams::default(), &stale).await);
+        assert_eq!((conflict.code, conflict.reason.as_str()), (409, "Conflict"));
+        assert_eq!(
+            conflict.message,
+            "Operation cannot be fulfilled on configmaps \"a\": the object has been modified; please apply your \
+             changes to the latest version and try again"
+        );
+
+        // merge patch and JSON patch
+        let patched = cms.patch("a", &PatchParams::default(), &Patch::Merge(json!({"data": {"m": "x"}}))).await.unwrap();
+        assert_eq!(patched.data.as_ref().unwrap().get("m").map(String::as_str), Some("x"));
+
+        // delete, then it is gone
+        cms.delete("a", &DeleteParams::default()).await.unwrap();
+        assert_eq!(api_error(cms.get("a").await).code, 404);
+
+        // pods: defaults, and with no node they are deleted at once
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        let pod: Pod = serde_json::from_value(
+            json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}),
+        )
+        .unwrap();
+        let pod = pods.create(&PostParams::default(), &pod).await.unwrap();
+        let spec = pod.spec.as_ref().unwrap();
+        assert_eq!(spec.restart_policy.as_deref(), Some("Always"));
+        assert_eq!(spec.containers[0].image_pull_policy.as_deref(), Some("Always"));
+        assert_eq!(pod.status.as_ref().unwrap().phase.as_deref(), Some("Pending"));
+        let unscheduled = pods.list(&ListParams::default().fields("spec.nodeName=")).await.unwrap();
+        assert_eq!(unscheduled.items.len(), 1);
+        pods.delete("p", &DeleteParams::default()).await.unwrap();
+        assert_eq!(api_error(pods.get("p").await).code, 404);
+
+        // bodies over 3 MiB are refused with 413
+        let big = configmap("big", json!({}), json!({"blob": "x".repeat(3 * 1024 * 1024 + 1)}));
+        assert_eq!(api_error(cms.create(&PostParams::default(), &big).await).code, 413);
+    });
+}
+
+#[test]
+fn watch_events_in_order_with_selectors() {
+    if skip_tier(Tier::Api) {
+        return;
+    }
+    let server = Server::start(&[]);
+    runtime().block_on(async {
+        let client = server.client().await;
+        let ns = unique("watch");
+        make_namespace(&client, &ns).await;
+        let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+        let start = cms.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap();
+        let mut stream = cms.watch(&WatchParams::default().labels("app=x").timeout(30), &start).await.unwrap().boxed();
+
+        cms.create(&PostParams::default(), &configmap("w", json!({"app": "x"}), json!({}))).await.unwrap();
+        cms.create(&PostParams::default(), &configmap("other", json!({"app": "y"}), json!({}))).await.unwrap();
+        cms.patch("w", &PatchParams::default(), &Patch::Merge(json!({"data": {"a": "1"}}))).await.unwrap();
+        // leaving the selector reads as a delete for this watcher
+        cms.patch("w", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"app": "z"}}}))).await.unwrap();
+        cms.create(&PostParams::default(), &configmap("gone", json!({"app": "x"}), json!({}))).await.unwrap();
+        cms.delete("gone", &DeleteParams::default()).await.unwrap();
+
+        let mut got = Vec::new();
+        while got.len() < 5 {
+            let event = tokio::time::timeout(WAIT, stream.try_next()).await.expect("watch event in time").unwrap();
+            match event {
+                Some(WatchEvent::Added(c)) => got.push(format!("ADDED {}", c.name_any())),
+                Some(WatchEvent::Modified(c)) => got.push(format!("MODIFIED {}", c.name_any())),
+                Some(WatchEvent::Deleted(c)) => got.push(format!("DELETED {}", c.name_any())),
+                Some(WatchEvent::Bookmark(_)) => {}
+                Some(WatchEvent::Error(e)) => panic!("watch error: {e:?}"),
+                None => panic!("watch ended early; got {got:?}"),
+            }
+        }
+        assert_eq!(got, ["ADDED w", "MODIFIED w", "DELETED w", "ADDED gone", "DELETED gone"]);
+
+        // resourceVersion "0": the current state first, as synthetic ADDED events
+        let mut stream = cms.watch(&WatchParams::default().timeout(30), "0").await.unwrap().boxed();
+        let mut initial = Vec::new();
+        while initial.len() < 2 {
+            match tokio::time::timeout(WAIT, stream.try_next()).await.expect("event in time").unwrap() {
+                Some(WatchEvent::Added(c)) => initial.push(c.name_any()),
+                other => panic!("expected ADDED, got {other:?}"),
+            }
+        }
+        initial.sort();
+        assert_eq!(initial, ["other", "w"]);
+    });
+}
+
+#[test]
+fn watch_behind_compaction_gets_410_and_watcher_relists() {
+    if skip_tier(Tier::Api) {
+        return;
+    }
+    let server = Server::start(&["--compact-interval", "1", "--compact-keep", "3"]);
+    runtime().block_on(async {
+        let client = server.client().await;
+        let ns = unique("compact");
+        make_namespace(&client, &ns).await;
+        let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+        cms.create(&PostParams::default(), &configmap("first", json!({}), json!({}))).await.unwrap();
+        let old = cms.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap();
+
+        // kube-rs's watcher: run it through its initial list, then leave it unpolled while history moves on
+        let mut events = watcher(cms.clone(), watcher::Config::default()).boxed();
+        let mut listed = Vec::new();
+        loop {
+            match tokio::time::timeout(WAIT, events.next()).await.expect("watcher event in time") {
+                Some(Ok(watcher::Event::InitApply(c))) => listed.push(c.name_any()),
+                Some(Ok(watcher::Event::InitDone)) => break,
+                Some(Ok(_)) => {}
+                other => panic!("unexpected watcher item {other:?}"),
+            }
+        }
+        assert_eq!(listed, ["first"]);
+
+        for i in 0..10 {
+            cms.create(&PostParams::default(), &configmap(&format!("n{i}"), json!({}), json!({}))).await.unwrap();
+        }
+        // A raw watch from the old revision gets an ERROR event with a 410 Expired Status once compaction has
+        // passed it (compaction runs every second here).
+        let deadline = Instant::now() + WAIT;
+        let status = loop {
+            let mut stream = cms.watch(&WatchParams::default().timeout(5), &old).await.unwrap().boxed();
+            match tokio::time::timeout(Duration::from_secs(10), stream.try_next()).await {
+                Ok(Ok(Some(WatchEvent::Error(status)))) => break status,
+                _ => {
+                    assert!(Instant::now() < deadline, "no 410 after compaction; log:\n{}", server.log());
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+            }
+        };
+        assert_eq!((status.code, status.reason.as_str()), (410, "Expired"));
+
+        // The paused watcher now watches from its (compacted) list revision: it must see the error and
+        // relist, ending up with every object.
+        let mut saw_error = false;
+        let mut relisted = Vec::new();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            assert!(Instant::now() < deadline, "watcher did not relist; saw_error={saw_error} relisted={relisted:?}");
+            match tokio::time::timeout(WAIT, events.next()).await.expect("watcher event in time") {
+                Some(Err(watcher::Error::WatchError(status))) => {
+                    assert_eq!(status.code, 410);
+                    saw_error = true;
+                }
+                Some(Err(other)) => panic!("unexpected watcher error {other:?}"),
+                Some(Ok(watcher::Event::Init)) => relisted.clear(),
+                Some(Ok(watcher::Event::InitApply(c))) => relisted.push(c.name_any()),
+                Some(Ok(watcher::Event::InitDone)) if saw_error => break,
+                Some(Ok(_)) => {}
+                None => panic!("watcher ended"),
+            }
+        }
+        assert_eq!(relisted.len(), 11, "{relisted:?}");
+    });
+}
+
+#[test]
+fn unauthenticated_requests_get_401() {
+    if skip_tier(Tier::Api) {
+        return;
+    }
+    let server = Server::start(&[]);
+    runtime().block_on(async {
+        let admin = server.client().await;
+        let anonymous = server.client_without_cert(None).await;
+        // public endpoints stay open
+        assert_eq!(anonymous.apiserver_version().await.unwrap().minor, "33");
+        let status = api_error(Api::<Namespace>::all(anonymous).list(&ListParams::default()).await);
+        assert_eq!((status.code, status.reason.as_str()), (401, "Unauthorized"));
+
+        let wrong = server.client_without_cert(Some("not-the-token".into())).await;
+        assert_eq!(api_error(Api::<Namespace>::all(wrong).list(&ListParams::default()).await).code, 401);
+
+        // the secret of <data-dir>/token is an admin bearer token
+        let token = std::fs::read_to_string(server.dir.path().join("token")).unwrap();
+        let secret = token.trim().rsplit_once("::server:").expect("k3s-style token").1.to_string();
+        assert!(token.starts_with("K10"));
+        let bearer = server.client_without_cert(Some(secret)).await;
+        let names: Vec<String> =
+            Api::<Namespace>::all(bearer).list(&ListParams::default()).await.unwrap().iter().map(|n| n.name_any()).collect();
+        for wanted in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            assert!(names.iter().any(|n| n == wanted), "{names:?}");
+        }
+        let svc = Api::<k8s_openapi::api::core::v1::Service>::namespaced(admin, "default").get("kubernetes").await.unwrap();
+        assert_eq!(svc.spec.unwrap().cluster_ip.as_deref(), Some("10.43.0.1"));
+    });
+}
+
+#[test]
+fn kubectl_create_get_delete() {
+    if skip_tier(Tier::Api) {
+        return;
+    }
+    let server = Server::start(&[]);
+    runtime().block_on(server.client());
+    let ns = unique("kubectl");
+    let manifest = format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n---\n\
+         apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: {ns}\ndata:\n  greeting: hello\n---\n\
+         apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  namespace: {ns}\n  labels:\n    app: web\n\
+         spec:\n  containers:\n  - name: web\n    image: busybox:1\n    command: [sleep, '3600']\n"
+    );
+    let created = server.kubectl_ok(&["create", "-f", "-"], Some(&manifest));
+    for line in [format!("namespace/{ns} created"), "configmap/settings created".into(), "pod/web created".into()] {
+        assert!(created.contains(&line), "{created}");
+    }
+    let namespaces = server.kubectl_ok(&["get", "namespaces"], None);
+    assert!(namespaces.lines().any(|l| l.starts_with(&ns) && l.contains("Active")), "{namespaces}");
+    let pods = server.kubectl_ok(&["get", "pods", "-n", &ns, "-l", "app=web"], None);
+    assert!(pods.lines().any(|l| l.starts_with("web ") && l.contains("Pending")), "{pods}");
+    let cm = server.kubectl_ok(&["get", "configmap", "settings", "-n", &ns, "-o", "jsonpath={.data.greeting}"], None);
+    assert_eq!(cm, "hello");
+    let pod_json = server.kubectl_ok(&["get", "pod", "web", "-n", &ns, "-o", "json"], None);
+    let pod: serde_json::Value = serde_json::from_str(&pod_json).unwrap();
+    assert_eq!(pod["spec"]["containers"][0]["imagePullPolicy"], "IfNotPresent");
+    assert_eq!(pod["status"]["phase"], "Pending");
+
+    // strategic merge (kubectl label) and JSON patch
+    server.kubectl_ok(&["label", "configmap", "settings", "-n", &ns, "tier=web"], None);
+    let patch = r#"[{"op": "add", "path": "/data/extra", "value": "y"}]"#;
+    server.kubectl_ok(&["patch", "configmap", "settings", "-n", &ns, "--type", "json", "-p", patch], None);
+    let cm = server.kubectl_ok(&["get", "configmap", "-n", &ns, "-l", "tier=web", "-o", "jsonpath={.items[0].data.extra}"], None);
+    assert_eq!(cm, "y");
+
+    let missing = server.kubectl(&["get", "pod", "nope", "-n", &ns], None);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("pods \"nope\" not found"));
+
+    let deleted = server.kubectl_ok(&["delete", "pod/web", "configmap/settings", "-n", &ns], None);
+    assert!(deleted.contains("pod \"web\" deleted") && deleted.contains("configmap \"settings\" deleted"), "{deleted}");
+    let left = server.kubectl_ok(&["get", "pods,configmaps", "-n", &ns, "-o", "name"], None);
+    assert!(left.trim().is_empty(), "{left}");
+    // Namespace deletion goes through Terminating (the namespace controller finishes it).
+    server.kubectl_ok(&["delete", "namespace", &ns, "--wait=false"], None);
+    let phase = server.kubectl(&["get", "namespace", &ns, "-o", "jsonpath={.status.phase}"], None);
+    let phase = String::from_utf8_lossy(&phase.stdout).into_owned();
+    assert!(phase == "Terminating" || phase.is_empty(), "{phase}");
+}

@@ -1,0 +1,386 @@
+//! The real `kubectl` against a real `flotilla server --no-agent` (tier `api`): objects created with
+//! `kubectl create -f -`, then `kubectl get` output checked column by column. kubectl prints the server's
+//! Tables as they come, so these tests hold our server-side printing to kubectl's own look; they also check
+//! the errors of `kubectl logs` and `kubectl exec` that the API server answers itself (no node agent runs).
+//!
+//! Each test starts its own server on a free loopback port with its own data dir, and stops it in a Drop
+//! guard, so tests run in parallel and leave nothing behind.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Finished, Tier};
+
+/// How long a fresh server may take to answer `/readyz` (first start makes its CA and certificates).
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long we wait for the controllers to bring an object to the state a test checks.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A `flotilla server --no-agent` child with its own data dir; killed and removed on drop.
+struct Server {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start() -> Server {
+        let dir = tempfile::Builder::new().prefix("flt-kubectl-").tempdir().expect("creating a temporary data dir");
+        let port = common::apps::free_port();
+        let log = std::fs::File::create(dir.path().join("server.log")).expect("creating server.log");
+        let child = Command::new(common::flotilla_bin())
+            .arg("server")
+            .arg("--data-dir")
+            .arg(dir.path())
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--no-agent")
+            .env("HOME", dir.path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("cloning the log file handle"))
+            .stderr(log)
+            .spawn()
+            .expect("starting flotilla server");
+        let mut server = Server { child, dir };
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("flotilla server exited early ({status}); log:\n{}", server.log());
+            }
+            if server.kubeconfig().is_file() && server.kubectl(&["get", "--raw", "/readyz"], None).success() {
+                return server;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "flotilla server not ready after {START_TIMEOUT:?}; log:\n{}",
+                server.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("kubeconfig.yaml")
+    }
+
+    fn log(&self) -> String {
+        common::head(&std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default(), 200)
+    }
+
+    /// Runs kubectl (the machine's, via PATH) with this server's admin kubeconfig.
+    fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Finished {
+        let extra = [
+            ("KUBECONFIG".to_string(), self.kubeconfig().display().to_string()),
+            // kubectl keeps its discovery cache under $HOME/.kube; keep it inside the data dir.
+            ("HOME".to_string(), self.dir.path().display().to_string()),
+        ];
+        let mut cmd = common::fixed_command(Path::new("kubectl"), self.dir.path(), &extra);
+        cmd.args(args);
+        common::run(cmd, stdin.map(str::as_bytes), common::CHILD_TIMEOUT)
+    }
+
+    /// kubectl that must succeed; returns its stdout.
+    fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.kubectl(args, stdin);
+        assert!(
+            out.success(),
+            "kubectl {} failed ({}):\n{}\nserver log:\n{}",
+            args.join(" "),
+            out.describe_status(),
+            out.stderr_text(),
+            self.log()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Repeats `kubectl args` until `check` accepts its stdout, or fails with the last output.
+    fn eventually(&self, args: &[&str], what: &str, check: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + SETTLE_TIMEOUT;
+        loop {
+            let out = self.kubectl(args, None);
+            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+            if out.success() && check(&stdout) {
+                return stdout;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: kubectl {} never matched within {SETTLE_TIMEOUT:?}; last output:\n{stdout}{}",
+                args.join(" "),
+                out.stderr_text()
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A namespace name unique to this run.
+fn unique_namespace() -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
+    format!("flt-{:x}{:x}", std::process::id(), nanos)
+}
+
+/// kubectl's human-readable output as tables: one per blank-line-separated section, each a list of rows
+/// (the header first) split on runs of two or more spaces, as kubectl's tabwriter pads with three.
+fn tables(text: &str) -> Vec<Vec<Vec<String>>> {
+    text.split("\n\n")
+        .map(|section| {
+            section
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|line| line.split("  ").map(str::trim).filter(|c| !c.is_empty()).map(String::from).collect())
+                .collect::<Vec<Vec<String>>>()
+        })
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+/// The row whose first cell is `name` in the table whose header starts with `header`.
+fn row<'a>(tables: &'a [Vec<Vec<String>>], header: &[&str], name: &str) -> &'a Vec<String> {
+    let table = tables
+        .iter()
+        .find(|t| t[0] == header)
+        .unwrap_or_else(|| panic!("no table with header {header:?} in {tables:#?}"));
+    table.iter().skip(1).find(|r| r[0] == name).unwrap_or_else(|| panic!("no row {name} in {table:#?}"))
+}
+
+/// An AGE cell as kubectl prints it ("5s", "3m2s", "4h5m", "3d"...).
+fn is_age(cell: &str) -> bool {
+    !cell.is_empty()
+        && cell.chars().next().is_some_and(|c| c.is_ascii_digit())
+        && cell.chars().all(|c| c.is_ascii_digit() || "smhdy".contains(c))
+}
+
+fn objects(ns: &str) -> String {
+    format!(
+        r#"
+apiVersion: v1
+kind: Namespace
+metadata: {{name: {ns}}}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: settings, namespace: {ns}}}
+data: {{a: "1", b: "2"}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: creds, namespace: {ns}}}
+type: Opaque
+stringData: {{password: hunter2}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: web, namespace: {ns}}}
+spec:
+  selector: {{app: web}}
+  ports: [{{port: 80, targetPort: 8080}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: front, namespace: {ns}}}
+spec:
+  type: NodePort
+  selector: {{app: front}}
+  ports: [{{port: 8080, protocol: TCP}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: db, namespace: {ns}}}
+spec:
+  clusterIP: None
+  selector: {{app: db}}
+  ports: [{{port: 5432}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: lonely, namespace: {ns}}}
+spec:
+  nodeSelector: {{flotilla.test/never: "true"}}
+  containers:
+  - {{name: app, image: busybox}}
+  - {{name: sidecar, image: busybox}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: api, namespace: {ns}}}
+spec:
+  replicas: 2
+  selector: {{matchLabels: {{app: api}}}}
+  template:
+    metadata: {{labels: {{app: api}}}}
+    spec:
+      nodeSelector: {{flotilla.test/never: "true"}}
+      containers:
+      - {{name: api, image: "flotilla-fixtures/python:1"}}
+      - {{name: log, image: "flotilla-fixtures/busybox:1"}}
+"#
+    )
+}
+
+#[test]
+fn kubectl_get_prints_kubernetes_columns() {
+    if common::skip_tier(Tier::Api) {
+        return;
+    }
+    let server = Server::start();
+    let ns = unique_namespace();
+    server.ok(&["create", "-f", "-"], Some(&objects(&ns)));
+
+    // The Deployment controller makes a ReplicaSet and its pods; nothing schedules them (no matching node).
+    let out = server.eventually(&["get", "pods", "-n", &ns, "-l", "app=api"], "two api pods", |out| {
+        out.lines().filter(|l| l.starts_with("api-")).count() == 2
+    });
+    let t = tables(&out);
+    assert_eq!(t[0][0], ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]);
+
+    let out = server.ok(&["get", "pods,services,deployments,replicasets", "-n", &ns, "-o", "wide"], None);
+    let t = tables(&out);
+    let pod_header = ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE", "NOMINATED NODE", "READINESS GATES"];
+    let lonely = row(&t, &pod_header, "pod/lonely");
+    assert_eq!(lonely[1..4], ["0/2", "Pending", "0"], "{out}");
+    assert!(is_age(&lonely[4]), "{out}");
+    assert_eq!(lonely[5..], ["<none>", "<none>", "<none>", "<none>"], "{out}");
+
+    let svc_header = ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE", "SELECTOR"];
+    let web = row(&t, &svc_header, "service/web");
+    assert_eq!(web[1], "ClusterIP");
+    assert!(web[2].starts_with("10.43."), "cluster IP from 10.43.0.0/16: {out}");
+    assert_eq!((web[3].as_str(), web[4].as_str(), web[6].as_str()), ("<none>", "80/TCP", "app=web"), "{out}");
+    let front = row(&t, &svc_header, "service/front");
+    assert_eq!(front[1], "NodePort");
+    let (port, node_port) = front[4].strip_suffix("/TCP").and_then(|p| p.split_once(':')).expect("PORT:NODEPORT/TCP");
+    assert_eq!(port, "8080");
+    assert!((30000..=32767).contains(&node_port.parse::<u32>().unwrap()), "{out}");
+    let db = row(&t, &svc_header, "service/db");
+    assert_eq!(db[1..5], ["ClusterIP", "None", "<none>", "5432/TCP"], "{out}");
+    let kubernetes = server.ok(&["get", "service", "kubernetes", "-n", "default"], None);
+    assert_eq!(
+        row(&tables(&kubernetes), &svc_header[..6], "kubernetes")[1..5],
+        ["ClusterIP", "10.43.0.1", "<none>", "443/TCP"]
+    );
+
+    let deploy_header = ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE", "CONTAINERS", "IMAGES", "SELECTOR"];
+    let api = row(&t, &deploy_header, "deployment.apps/api");
+    assert!(api[1].ends_with("/2"), "{out}");
+    assert_eq!(api[5..], ["api,log", "flotilla-fixtures/python:1,flotilla-fixtures/busybox:1", "app=api"], "{out}");
+
+    let rs_header = ["NAME", "DESIRED", "CURRENT", "READY", "AGE", "CONTAINERS", "IMAGES", "SELECTOR"];
+    let rs_table = t.iter().find(|t| t[0] == rs_header).unwrap_or_else(|| panic!("no replicaset table: {out}"));
+    let rs = &rs_table[1];
+    assert!(rs[0].starts_with("replicaset.apps/api-"), "{out}");
+    assert_eq!(rs[1], "2", "{out}");
+    assert!(rs[7].starts_with("app=api,pod-template-hash="), "{out}");
+
+    let out = server.ok(&["get", "configmaps,secrets", "-n", &ns], None);
+    let t = tables(&out);
+    assert_eq!(row(&t, &["NAME", "DATA", "AGE"], "configmap/settings")[1], "2", "{out}");
+    assert_eq!(row(&t, &["NAME", "TYPE", "DATA", "AGE"], "secret/creds")[1..3], ["Opaque", "1"], "{out}");
+
+    let out = server.ok(&["get", "namespace", &ns], None);
+    let t = tables(&out);
+    let ns_row = row(&t, &["NAME", "STATUS", "AGE"], &ns);
+    assert_eq!(ns_row[1], "Active");
+    assert!(is_age(&ns_row[2]), "{out}");
+
+    // A single object (`get TYPE NAME`) is a one-row table too.
+    let out = server.ok(&["get", "pod", "lonely", "-n", &ns], None);
+    assert_eq!(tables(&out)[0].len(), 2, "{out}");
+}
+
+#[test]
+fn kubectl_get_nodes_and_custom_columns() {
+    if common::skip_tier(Tier::Api) {
+        return;
+    }
+    let server = Server::start();
+    let node = r#"
+apiVersion: v1
+kind: Node
+metadata:
+  name: flt-node-a
+  labels: {kubernetes.io/hostname: flt-node-a, node-role.kubernetes.io/control-plane: ""}
+spec:
+  unschedulable: true
+"#;
+    server.ok(&["create", "-f", "-"], Some(node));
+    let out = server.ok(&["get", "nodes", "-o", "wide"], None);
+    let t = tables(&out);
+    let header = [
+        "NAME",
+        "STATUS",
+        "ROLES",
+        "AGE",
+        "VERSION",
+        "INTERNAL-IP",
+        "EXTERNAL-IP",
+        "OS-IMAGE",
+        "KERNEL-VERSION",
+        "CONTAINER-RUNTIME",
+    ];
+    let node_row = row(&t, &header, "flt-node-a");
+    // No agent reports status: there is no Ready condition (or the control plane marked it Unknown),
+    // and the node is cordoned.
+    assert!(["Unknown,SchedulingDisabled", "NotReady,SchedulingDisabled"].contains(&node_row[1].as_str()), "{out}");
+    assert_eq!(node_row[2], "control-plane", "{out}");
+    assert!(is_age(&node_row[3]), "{out}");
+
+    // `-o name` and `--no-headers` are kubectl's own work on the same Table.
+    assert_eq!(server.ok(&["get", "nodes", "-o", "name"], None).trim(), "node/flt-node-a");
+    let out = server.ok(&["get", "nodes", "--no-headers"], None);
+    assert!(out.trim_start().starts_with("flt-node-a"), "{out}");
+    // Server-side columns are sortable by kubectl, which then asks for whole objects (includeObject=Object).
+    let out = server.ok(&["get", "namespaces", "--sort-by", ".metadata.name", "-o", "wide"], None);
+    let names: Vec<String> = tables(&out)[0].iter().skip(1).map(|r| r[0].clone()).collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted, "{out}");
+    assert!(names.iter().any(|n| n == "default"), "{out}");
+}
+
+#[test]
+fn kubectl_logs_and_exec_errors_come_from_the_api_server() {
+    if common::skip_tier(Tier::Api) {
+        return;
+    }
+    let server = Server::start();
+    let ns = unique_namespace();
+    server.ok(&["create", "-f", "-"], Some(&objects(&ns)));
+
+    // Pod not found: 404 from the API server.
+    let out = server.kubectl(&["logs", "-n", &ns, "nobody"], None);
+    assert!(!out.success());
+    assert!(out.stderr_text().contains(r#"pods "nobody" not found"#), "{}", out.stderr_text());
+
+    // Several containers and none named: kube-apiserver's wording, container names in brackets.
+    let path = format!("/api/v1/namespaces/{ns}/pods/lonely/log");
+    let out = server.kubectl(&["get", "--raw", &path], None);
+    assert!(!out.success());
+    assert!(
+        out.stderr_text().contains("a container name must be specified for pod lonely, choose one of: [app sidecar]"),
+        "{}",
+        out.stderr_text()
+    );
+    let out = server.kubectl(&["logs", "-n", &ns, "lonely", "-c", "nope"], None);
+    assert!(!out.success());
+    assert!(out.stderr_text().contains("container nope is not valid for pod lonely"), "{}", out.stderr_text());
+
+    // A pod on no node has no logs yet: an empty answer, as from kube-apiserver.
+    let out = server.kubectl(&["logs", "-n", &ns, "lonely", "-c", "app"], None);
+    assert!(out.success(), "{}", out.stderr_text());
+    assert!(out.stdout.is_empty());
+
+    // Exec into it is refused before any node is contacted.
+    let out = server.kubectl(&["exec", "-n", &ns, "lonely", "-c", "app", "--", "echo", "hi"], None);
+    assert!(!out.success());
+    assert!(out.stderr_text().contains("pod lonely does not have a host assigned"), "{}", out.stderr_text());
+}

@@ -1,0 +1,227 @@
+//! `flotilla up` end to end: each fixture app (`fixtures/compose/app-*`) on a real one-node cluster
+//! (`flotilla server` with its in-process agent on the host's Docker), checked through its published
+//! port on 127.0.0.1 with the same checks that prove the apps right under Docker Compose
+//! (`common/apps.rs`), then `ps`, `logs`, `exec`, `scale`, a second `up` that changes nothing, and
+//! `down`. Bad projects are refused before anything changes.
+//!
+//! Tier e2e. These tests use the root network namespace (the agent's bridge and nftables table, port
+//! 10250, 127.0.0.1 published ports), so they run one at a time (the `root-ns` group of nextest).
+
+mod common;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use common::apps::{self, App};
+use common::cluster::Cluster;
+use common::{Finished, Tier};
+
+const UP_TIMEOUT: Duration = Duration::from_secs(300);
+const DOWN_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A fixture app brought up with `flotilla up -d --wait` under a unique project name and host port.
+struct UpProject<'a> {
+    cluster: &'a Cluster,
+    app: App,
+    project: String,
+    port: u16,
+}
+
+impl<'a> UpProject<'a> {
+    fn up(cluster: &'a Cluster, app: App) -> UpProject<'a> {
+        apps::ensure_base_images();
+        let project = UpProject { cluster, app, project: format!("flt-{}", suffix()), port: apps::free_port() };
+        let done = project.run(&["up", "-d", "--wait", "--wait-timeout", "180"], UP_TIMEOUT);
+        project.expect_ok(&done, "up -d --wait");
+        project
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        vec![(self.app.port_var.to_owned(), self.port.to_string())]
+    }
+
+    fn run(&self, args: &[&str], timeout: Duration) -> Finished {
+        // `-p` belongs to the subcommand: put it after the command word.
+        let (command, rest) = args.split_first().expect("a command");
+        let mut ordered = vec![*command, "-p", self.project.as_str()];
+        ordered.extend_from_slice(rest);
+        self.cluster.flotilla(&self.app.dir(), &ordered, &self.env(), timeout)
+    }
+
+    fn expect_ok(&self, done: &Finished, what: &str) {
+        assert!(
+            done.success(),
+            "{}: flotilla {what} failed ({}):\nstdout:\n{}\nstderr:\n{}\nserver log (tail):\n{}",
+            self.app.name,
+            done.describe_status(),
+            common::head(&done.stdout_text(), 40),
+            common::head(&done.stderr_text(), 60),
+            tail(&self.cluster.log(), 60)
+        );
+    }
+
+    fn addr(&self) -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))
+    }
+
+    fn down(&self, extra: &[&str]) -> Finished {
+        let mut args = vec!["down", "-t", "2"];
+        args.extend_from_slice(extra);
+        self.run(&args, DOWN_TIMEOUT)
+    }
+}
+
+impl Drop for UpProject<'_> {
+    fn drop(&mut self) {
+        let done = self.down(&["-v"]);
+        if !done.success() {
+            eprintln!("cleanup: flotilla down -v of {} failed: {}", self.project, done.stderr_text());
+        }
+    }
+}
+
+fn suffix() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    format!("{:08x}", h.finish() & 0xffff_ffff)
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+#[test]
+fn counter_runs_and_second_up_changes_nothing() {
+    if common::skip_tier(Tier::E2e) {
+        return;
+    }
+    let cluster = Cluster::start();
+    let project = UpProject::up(&cluster, apps::COUNTER);
+    apps::check_counter(project.addr());
+
+    let ps = project.run(&["ps"], Duration::from_secs(60));
+    project.expect_ok(&ps, "ps");
+    let table = ps.stdout_text();
+    assert!(table.starts_with("SERVICE"), "ps header: {table}");
+    assert!(table.lines().any(|l| l.starts_with("web") && l.contains("running")), "ps: {table}");
+    assert!(table.lines().any(|l| l.starts_with("redis") && l.contains("running")), "ps: {table}");
+    assert!(table.contains(&format!("0.0.0.0:{}->8000/tcp", project.port)), "ps ports: {table}");
+
+    let pods_before = cluster.kubectl(&["get", "pods", "-n", &project.project, "-o", "name"]).stdout_text();
+    let again = project.run(&["up", "-d", "--wait"], UP_TIMEOUT);
+    project.expect_ok(&again, "second up");
+    assert!(!again.stderr_text().contains("Recreated"), "second up changed something:\n{}", again.stderr_text());
+    let pods_after = cluster.kubectl(&["get", "pods", "-n", &project.project, "-o", "name"]).stdout_text();
+    assert_eq!(pods_before, pods_after, "a second up replaced pods");
+
+    let exec = project.run(&["exec", "-T", "redis", "redis-cli", "ping"], Duration::from_secs(60));
+    project.expect_ok(&exec, "exec");
+    assert_eq!(exec.stdout_text().trim(), "PONG");
+    let failing = project.run(&["exec", "-T", "redis", "sh", "-c", "exit 3"], Duration::from_secs(60));
+    assert_eq!(failing.status.and_then(|s| s.code()), Some(3), "exec passes the exit code through");
+
+    let logs = project.run(&["logs", "--tail", "50", "redis"], Duration::from_secs(60));
+    project.expect_ok(&logs, "logs");
+    assert!(logs.stdout_text().lines().any(|l| l.contains(" | ")), "logs have prefixes:\n{}", logs.stdout_text());
+
+    let down = project.down(&[]);
+    project.expect_ok(&down, "down");
+    let left = cluster.kubectl(&["get", "pods", "-n", &project.project, "-o", "name"]).stdout_text();
+    assert!(left.trim().is_empty(), "pods left after down: {left}");
+}
+
+#[test]
+fn three_tier_starts_api_after_db_is_healthy() {
+    if common::skip_tier(Tier::E2e) {
+        return;
+    }
+    let cluster = Cluster::start();
+    let project = UpProject::up(&cluster, apps::THREE_TIER);
+    apps::check_three_tier(project.addr());
+}
+
+#[test]
+fn worker_consumes_the_queue() {
+    if common::skip_tier(Tier::E2e) {
+        return;
+    }
+    let cluster = Cluster::start();
+    let project = UpProject::up(&cluster, apps::WORKER);
+    apps::check_worker(project.addr());
+}
+
+#[test]
+fn stateful_data_survives_down_and_up() {
+    if common::skip_tier(Tier::E2e) {
+        return;
+    }
+    let cluster = Cluster::start();
+    let project = UpProject::up(&cluster, apps::STATEFUL);
+    let note = format!("note {}", suffix());
+    apps::check_stateful_write(project.addr(), &note);
+    let down = project.down(&[]);
+    project.expect_ok(&down, "down");
+    let up = project.run(&["up", "-d", "--wait"], UP_TIMEOUT);
+    project.expect_ok(&up, "up after down");
+    apps::check_stateful_kept(project.addr(), &note);
+}
+
+#[test]
+fn scaled_service_answers_from_three_pods_behind_one_name() {
+    if common::skip_tier(Tier::E2e) {
+        return;
+    }
+    let cluster = Cluster::start();
+    let project = UpProject::up(&cluster, apps::SCALED);
+    apps::check_scaled(project.addr());
+}
+
+/// Writes a one-file project into a temp dir.
+fn project_dir(compose: &str) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new().prefix("flt-up-").tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("compose.yaml"), compose).expect("write compose.yaml");
+    dir
+}
+
+fn namespace_exists(cluster: &Cluster, ns: &str) -> bool {
+    cluster.kubectl(&["get", "namespace", ns]).success()
+}
+
+#[test]
+fn missing_image_is_refused_before_anything_changes() {
+    if common::skip_tier(Tier::E2e) {
+        return;
+    }
+    let cluster = Cluster::start();
+    let name = format!("flt-{}", suffix());
+    let dir = project_dir("services:\n  ghost:\n    image: flotilla-test/no-such-image:1\n");
+    let done = cluster.flotilla(dir.path(), &["up", "-d", "-p", &name], &[], UP_TIMEOUT);
+    assert_eq!(done.status.and_then(|s| s.code()), Some(1), "{}", done.stderr_text());
+    let err = done.stderr_text();
+    assert!(err.contains("\"ghost\"") && err.contains("flotilla-test/no-such-image:1"), "{err}");
+    assert!(!namespace_exists(&cluster, &name), "the namespace was created although up was refused");
+}
+
+#[test]
+fn crash_loop_fails_wait_naming_pod_and_last_log_lines() {
+    if common::skip_tier(Tier::E2e) {
+        return;
+    }
+    apps::ensure_base_images();
+    let cluster = Cluster::start();
+    let name = format!("flt-{}", suffix());
+    let dir = project_dir(
+        "services:\n  crasher:\n    image: flotilla-fixtures/busybox:1\n    pull_policy: never\n    \
+         command: [\"sh\", \"-c\", \"echo the-last-words; exit 4\"]\n",
+    );
+    let done =
+        cluster.flotilla(dir.path(), &["up", "-d", "--wait", "--wait-timeout", "120", "-p", &name], &[], UP_TIMEOUT);
+    let down = cluster.flotilla(dir.path(), &["down", "-v", "-t", "1", "-p", &name], &[], DOWN_TIMEOUT);
+    assert!(!done.success(), "up --wait succeeded for a crashing service");
+    let err = done.stderr_text();
+    assert!(err.contains("crasher") && err.contains("CrashLoopBackOff"), "{err}");
+    assert!(err.contains("the-last-words"), "no log lines in: {err}");
+    assert!(down.success(), "down: {}", down.stderr_text());
+}
