@@ -183,7 +183,12 @@ pub fn server_credentials(
 
 /// Issues a node agent's certificate (serving on the kubelet port, and a client certificate too): SANs
 /// the node IP, 127.0.0.1, the node name and localhost.
-pub fn node_credentials(ca: &ClusterCa, data_dir: &Path, node_name: &str, node_ip: IpAddr) -> Result<CertPair, PkiError> {
+pub fn node_credentials(
+    ca: &ClusterCa,
+    data_dir: &Path,
+    node_name: &str,
+    node_ip: IpAddr,
+) -> Result<CertPair, PkiError> {
     let mut ips = vec![node_ip];
     let loopback: IpAddr = [127, 0, 0, 1].into();
     if node_ip != loopback {

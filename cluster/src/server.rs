@@ -66,7 +66,9 @@ pub enum ServerError {
     Bootstrap(String),
     #[error("cannot listen on {addr}: {source}; is another server running? (`flotilla server stop`, or pick --listen)")]
     Listen { addr: SocketAddr, source: std::io::Error },
-    #[error("a server is already running with this data dir ({data_dir}, pid {pid}); stop it with `flotilla server stop`")]
+    #[error(
+        "a server is already running with this data dir ({data_dir}, pid {pid}); stop it with `flotilla server stop`"
+    )]
     AlreadyRunning { data_dir: PathBuf, pid: i32 },
     #[error("no server is running with data dir {0} (no live pid in server.pid)")]
     NotRunning(PathBuf),
@@ -149,7 +151,9 @@ fn read_pid(data_dir: &Path) -> Option<i32> {
 
 /// `flotilla server stop`: SIGTERM to the server of `data_dir`, then wait (bounded) for it to exit.
 pub fn stop(data_dir: &Path, wait: Duration) -> Result<i32, ServerError> {
-    let pid = read_pid(data_dir).filter(|pid| pid_alive(*pid)).ok_or_else(|| ServerError::NotRunning(data_dir.to_path_buf()))?;
+    let pid = read_pid(data_dir)
+        .filter(|pid| pid_alive(*pid))
+        .ok_or_else(|| ServerError::NotRunning(data_dir.to_path_buf()))?;
     // SAFETY: plain kill(2) on a pid we read from our own pid file.
     unsafe { libc::kill(pid, libc::SIGTERM) };
     let deadline = std::time::Instant::now() + wait;
@@ -178,27 +182,39 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
         ips.push(config.listen.ip());
     }
     ips.dedup();
-    let names: Vec<String> = ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"]
-        .iter()
-        .map(|s| s.to_string())
-        .chain(std::iter::once(node_name.clone()))
-        .collect();
+    let names: Vec<String> = [
+        "localhost",
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+        "kubernetes.default.svc.cluster.local",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain(std::iter::once(node_name.clone()))
+    .collect();
     let creds = pki::server_credentials(&data_dir, &names, &ips)?;
 
     let db_path = data_dir.join("state.db");
-    let store = SqliteStore::open(&db_path).map_err(|e| ServerError::Store { path: db_path.clone(), message: e.to_string() })?;
+    let store = SqliteStore::open(&db_path)
+        .map_err(|e| ServerError::Store { path: db_path.clone(), message: e.to_string() })?;
     let store = Arc::new(WatchedStore::new(Arc::new(store)));
     let kubelet_tls =
         api::tls::client_config(&creds.ca.cert_pem, &creds.kubelet_client.cert_pem, &creds.kubelet_client.key_pem)?;
-    let state = Arc::new(AppState::new(store.clone(), creds.ca.cert_pem.clone(), creds.token_secret.clone(), kubelet_tls));
+    let state =
+        Arc::new(AppState::new(store.clone(), creds.ca.cert_pem.clone(), creds.token_secret.clone(), kubelet_tls));
     state.bootstrap(config.listen.port()).await.map_err(|e| ServerError::Bootstrap(e.to_string()))?;
 
-    let listener =
-        tokio::net::TcpListener::bind(config.listen).await.map_err(|source| ServerError::Listen { addr: config.listen, source })?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServerError::Listen { addr: config.listen, source })?;
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(config.listen.port());
     let host = if config.listen.ip().is_unspecified() { IpAddr::V4(Ipv4Addr::LOCALHOST) } else { config.listen.ip() };
     let url = format!("https://{}", SocketAddr::new(host, port));
-    pki::write_private(&data_dir.join("kubeconfig.yaml"), &pki::admin_kubeconfig(&url, &creds.ca.cert_pem, &creds.admin))?;
+    pki::write_private(
+        &data_dir.join("kubeconfig.yaml"),
+        &pki::admin_kubeconfig(&url, &creds.ca.cert_pem, &creds.admin),
+    )?;
     pki::write_file(&pid_path, &format!("{}\n", std::process::id()))?;
 
     let tls = api::tls::server_config(&creds.ca.cert_pem, &creds.server.cert_pem, &creds.server.key_pem)?;

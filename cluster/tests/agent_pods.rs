@@ -274,10 +274,19 @@ async fn kubelet_get(c: &Cluster, path: &str) -> (u16, String) {
 }
 
 /// Exec over the kubelet endpoint's WebSocket (v5): returns (stdout, stderr, status JSON).
-async fn kubelet_exec(c: &Cluster, pod: &str, container: &str, cmd: &[&str], stdin: Option<&str>) -> (String, String, serde_json::Value) {
+async fn kubelet_exec(
+    c: &Cluster,
+    pod: &str,
+    container: &str,
+    cmd: &[&str],
+    stdin: Option<&str>,
+) -> (String, String, serde_json::Value) {
     use tokio_tungstenite::tungstenite::Message;
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let mut query: Vec<String> = cmd.iter().map(|c| format!("command={}", c.replace(' ', "%20").replace('>', "%3E").replace('&', "%26"))).collect();
+    let mut query: Vec<String> = cmd
+        .iter()
+        .map(|c| format!("command={}", c.replace(' ', "%20").replace('>', "%3E").replace('&', "%26")))
+        .collect();
     query.push("stdout=true".into());
     query.push("stderr=true".into());
     if stdin.is_some() {
@@ -403,7 +412,9 @@ fn pods_get_ips_talk_to_each_other_and_stop_gracefully() {
         assert!(web_ip.starts_with("10.42.0."), "pod IP {web_ip}");
         assert_eq!(phase(&web), "Running");
         assert_eq!(status.host_ip.as_deref(), Some("127.0.0.1"));
-        assert!(condition(&web, "Initialized") && condition(&web, "ContainersReady") && condition(&web, "PodScheduled"));
+        assert!(
+            condition(&web, "Initialized") && condition(&web, "ContainersReady") && condition(&web, "PodScheduled")
+        );
         let inits = status.init_container_statuses.clone().unwrap();
         assert!(inits.iter().all(|s| s.state.as_ref().unwrap().terminated.as_ref().unwrap().exit_code == 0));
         let client = wait_pod(&pods, "client", "Running", 60, |p| phase(p) == "Running").await;
@@ -419,7 +430,9 @@ fn pods_get_ips_talk_to_each_other_and_stop_gracefully() {
         assert!(logs.contains(&format!("POD_IP={web_ip} NODE={node}")), "{logs}");
 
         // Pod to pod by IP, the configMap volume served by httpd.
-        let (out, err, st) = kubelet_exec(&c, "client", "main", &["wget", "-qO-", &format!("http://{web_ip}:8080/greeting")], None).await;
+        let (out, err, st) =
+            kubelet_exec(&c, "client", "main", &["wget", "-qO-", &format!("http://{web_ip}:8080/greeting")], None)
+                .await;
         assert_eq!(st["status"], "Success", "{st} {err}");
         assert_eq!(out, "hello from configmap\n");
         // resolv.conf points at the bridge address with the namespace's search path.
@@ -461,7 +474,9 @@ fn crashing_containers_back_off_and_logs_and_exec_work() {
                          "containers": [{"name": "main", "image": image, "imagePullPolicy": "Never", "command": cmd}]},
             }))
         };
-        pods.create(&PostParams::default(), &spec("crash", json!(["sh", "-c", "echo boom; exit 3"]), "Always")).await.unwrap();
+        pods.create(&PostParams::default(), &spec("crash", json!(["sh", "-c", "echo boom; exit 3"]), "Always"))
+            .await
+            .unwrap();
         pods.create(&PostParams::default(), &spec("once", json!(["sh", "-c", "echo done"]), "Never")).await.unwrap();
         pods.create(&PostParams::default(), &spec("shell", json!(["sleep", "3600"]), "Always")).await.unwrap();
         let missing = pod(json!({
@@ -497,7 +512,8 @@ fn crashing_containers_back_off_and_logs_and_exec_work() {
         let term = once.status.unwrap().container_statuses.unwrap()[0].state.clone().unwrap().terminated.unwrap();
         assert_eq!((term.exit_code, term.reason.as_deref()), (0, Some("Completed")));
 
-        let missing = wait_pod(&pods, "missing", "ErrImageNeverPull", 60, |p| waiting_reason(p) == "ErrImageNeverPull").await;
+        let missing =
+            wait_pod(&pods, "missing", "ErrImageNeverPull", 60, |p| waiting_reason(p) == "ErrImageNeverPull").await;
         assert_eq!(phase(&missing), "Pending");
 
         // Logs, the previous instance's logs, tail, and errors for unknown containers.
@@ -515,7 +531,8 @@ fn crashing_containers_back_off_and_logs_and_exec_work() {
 
         // Exec: stdout, stderr and a non-zero exit code as the kubelet reports it; stdin with v5 close.
         wait_pod(&pods, "shell", "Running", 60, |p| phase(p) == "Running").await;
-        let (out, err, st) = kubelet_exec(&c, "shell", "main", &["sh", "-c", "echo out; echo err >&2; exit 7"], None).await;
+        let (out, err, st) =
+            kubelet_exec(&c, "shell", "main", &["sh", "-c", "echo out; echo err >&2; exit 7"], None).await;
         assert_eq!((out.as_str(), err.as_str()), ("out\n", "err\n"));
         assert_eq!(st["status"], "Failure");
         assert_eq!(st["reason"], "NonZeroExitCode");
@@ -538,7 +555,9 @@ fn crashing_containers_back_off_and_logs_and_exec_work() {
             .with_root_certificates(roots)
             .with_no_client_auth();
         let refused = async {
-            let mut s = tokio_rustls::TlsConnector::from(Arc::new(config)).connect("127.0.0.1".try_into().unwrap(), tcp).await?;
+            let mut s = tokio_rustls::TlsConnector::from(Arc::new(config))
+                .connect("127.0.0.1".try_into().unwrap(), tcp)
+                .await?;
             s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await?;
             let mut buf = [0u8; 64];
             let n = s.read(&mut buf).await?;
@@ -558,22 +577,33 @@ fn volumes_security_context_host_settings_and_adoption() {
     let e = env();
     let (node, bridge, image, dir) = (e.node.clone(), e.bridge.clone(), e.image.clone(), e.dir.clone());
     let host_dir = dir.join("hostpath");
+    // A hostPath the pod's user may write to (Kubernetes creates DirectoryOrCreate paths 0755 root).
+    std::fs::create_dir_all(&host_dir).unwrap();
+    std::fs::set_permissions(&host_dir, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     in_netns(&e.ns, move || async move {
         let mut c = start_cluster(&node, &bridge, &dir).await;
         let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
         let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(c.client.clone(), "default");
         let pvcs: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> = Api::namespaced(c.client.clone(), "default");
         secrets
-            .create(&PostParams::default(), &serde_json::from_value(json!({
-                "metadata": {"name": "creds"}, "data": {"password": "czNjcmV0"}})).unwrap())
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({
+                "metadata": {"name": "creds"}, "data": {"password": "czNjcmV0"}}))
+                .unwrap(),
+            )
             .await
             .unwrap();
-        pvcs.create(&PostParams::default(), &serde_json::from_value(json!({
+        pvcs.create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
             "metadata": {"name": "data"},
-            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})).unwrap())
-            .await
-            .unwrap();
-        let script = "echo uid=$(id -u) gid=$(id -g); \
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+        let script = "echo uid=$(id -u) gid=$(id -g) groups=$(id -G); \
             echo secret=$(cat /secret/password) mode=$(stat -c %a /secret/password) env=$PASSWORD; \
             touch /rootfs-write 2>/dev/null && echo rootfs=rw || echo rootfs=ro; \
             grep -q ' /cache tmpfs ' /proc/mounts && echo cache=tmpfs; \
@@ -585,7 +615,7 @@ fn volumes_security_context_host_settings_and_adoption() {
                 "nodeName": node,
                 "terminationGracePeriodSeconds": 1,
                 "hostAliases": [{"ip": "192.0.2.10", "hostnames": ["foo.local", "bar.local"]}],
-                "securityContext": {"runAsUser": 1000, "runAsGroup": 1000},
+                "securityContext": {"runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 2000},
                 "volumes": [
                     {"name": "secret", "secret": {"secretName": "creds", "defaultMode": 0o440}},
                     {"name": "cache", "emptyDir": {"medium": "Memory"}},
@@ -626,7 +656,7 @@ fn volumes_security_context_host_settings_and_adoption() {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        assert!(logs.contains("uid=1000 gid=1000"), "{logs}");
+        assert!(logs.contains("uid=1000 gid=1000 groups=1000 2000"), "{logs}");
         assert!(logs.contains("secret=s3cret mode=440 env=s3cret"), "{logs}");
         assert!(logs.contains("rootfs=ro"), "{logs}");
         assert!(logs.contains("cache=tmpfs"), "{logs}");
@@ -634,7 +664,9 @@ fn volumes_security_context_host_settings_and_adoption() {
         let claim_dir = c.data_dir.join("agent/volumes/default/data");
         assert_eq!(std::fs::read_to_string(claim_dir.join("note")).unwrap(), "kept\n");
         assert_eq!(std::fs::read_to_string(host_dir.join("file")).unwrap(), "host\n");
-        let sub = c.data_dir.join(format!("agent/pods/{}/volumes/scratch/deeper/dir/file", running.metadata.uid.clone().unwrap()));
+        let sub = c
+            .data_dir
+            .join(format!("agent/pods/{}/volumes/scratch/deeper/dir/file", running.metadata.uid.clone().unwrap()));
         assert_eq!(std::fs::read_to_string(sub).unwrap(), "sub\n");
         let bound = pvcs.get("data").await.unwrap();
         assert_eq!(bound.status.unwrap().phase.as_deref(), Some("Bound"));

@@ -186,8 +186,7 @@ impl Model {
                         sp.name.as_deref().unwrap_or("") == p.name.as_deref().unwrap_or("")
                             && Protocol::from_k8s(sp.protocol.as_deref()) == protocol
                     });
-                    let Some(target) = slice_port.and_then(|sp| sp.port).and_then(|n| u16::try_from(n).ok())
-                    else {
+                    let Some(target) = slice_port.and_then(|sp| sp.port).and_then(|n| u16::try_from(n).ok()) else {
                         continue;
                     };
                     for ep in slice.endpoints.iter().filter(|e| endpoint_ready(e)) {
@@ -318,13 +317,19 @@ mod tests {
 
     #[test]
     fn host_ips_annotation_pins_published_ports() {
-        let mut s = svc("LoadBalancer", "10.43.0.12", vec![
-            K8sPort { port: 8080, ..Default::default() },
-            K8sPort { port: 53, protocol: Some("UDP".into()), ..Default::default() },
-            K8sPort { port: 9090, ..Default::default() },
-        ]);
-        s.metadata.annotations =
-            Some([(HOST_IPS_ANNOTATION.to_string(), "8080/tcp=127.0.0.1,53/udp=192.168.9.5,9090/tcp=0.0.0.0".to_string())].into());
+        let mut s = svc(
+            "LoadBalancer",
+            "10.43.0.12",
+            vec![
+                K8sPort { port: 8080, ..Default::default() },
+                K8sPort { port: 53, protocol: Some("UDP".into()), ..Default::default() },
+                K8sPort { port: 9090, ..Default::default() },
+            ],
+        );
+        s.metadata.annotations = Some(
+            [(HOST_IPS_ANNOTATION.to_string(), "8080/tcp=127.0.0.1,53/udp=192.168.9.5,9090/tcp=0.0.0.0".to_string())]
+                .into(),
+        );
         let m = Model::from_k8s([&s], []);
         assert_eq!(m.ports["app/web/tcp/8080"].host_ip, Some("127.0.0.1".parse().unwrap()));
         assert_eq!(m.ports["app/web/udp/53"].host_ip, Some("192.168.9.5".parse().unwrap()));

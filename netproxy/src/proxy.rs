@@ -59,6 +59,12 @@ impl Proxy {
         Ok(kind)
     }
 
+    /// Forgets what the kernel holds, so the next sync rewrites the whole table (used periodically, in
+    /// case something outside flotilla changed or flushed it).
+    pub fn invalidate(&mut self) {
+        self.applied = None;
+    }
+
     /// Removes the table.
     pub async fn delete(&mut self) -> Result<(), Error> {
         self.applied = None;

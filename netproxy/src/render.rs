@@ -15,7 +15,7 @@ use nftables::expr::{
     PayloadField, Prefix, SetItem, Verdict,
 };
 use nftables::schema::{Chain, Element, FlushObject, NfCmd, NfListObject, NfObject, Rule, Table};
-use nftables::stmt::{JumpTarget, Mangle, Match, Operator, Statement, VerdictMap, NAT, NATFlag};
+use nftables::stmt::{JumpTarget, Mangle, Match, NAT, NATFlag, Operator, Statement, VerdictMap};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 use sha2::{Digest, Sha256};
 
@@ -187,7 +187,15 @@ fn node_address_match(cfg: &RenderConfig) -> Vec<Statement<'static>> {
 }
 
 fn ct_state_new() -> Statement<'static> {
-    matches(Expression::Named(NamedExpression::CT(nftables::expr::CT { key: Cow::Borrowed("state"), family: None, dir: None })), Operator::IN, s("new"))
+    matches(
+        Expression::Named(NamedExpression::CT(nftables::expr::CT {
+            key: Cow::Borrowed("state"),
+            family: None,
+            dir: None,
+        })),
+        Operator::IN,
+        s("new"),
+    )
 }
 
 fn proto_key(p: Protocol) -> Expression<'static> {
@@ -241,7 +249,10 @@ pub fn render(model: &Model, cfg: &RenderConfig) -> Ruleset {
                 vec![
                     // Hairpin: a pod reaching itself through its service must see the node as the source,
                     // or it would answer itself directly and the connection would not match.
-                    vec![matches(payload("ip", "saddr"), Operator::EQ, s(ep.ip().to_string())), jump(MARK_FOR_MASQ_CHAIN)],
+                    vec![
+                        matches(payload("ip", "saddr"), Operator::EQ, s(ep.ip().to_string())),
+                        jump(MARK_FOR_MASQ_CHAIN),
+                    ],
                     vec![
                         matches(meta(MetaKey::L4proto), Operator::EQ, proto_key(port.protocol)),
                         Statement::DNAT(Some(NAT {
@@ -290,7 +301,12 @@ pub enum TxObject {
     Nf(NfObject<'static>),
     /// `add map ip <table> <name> { type <key> : verdict; }`, written by hand because the crate's
     /// `SetType` cannot say `verdict`.
-    VerdictMap { table: String, name: String, key: Vec<&'static str>, comment: &'static str },
+    VerdictMap {
+        table: String,
+        name: String,
+        key: Vec<&'static str>,
+        comment: &'static str,
+    },
 }
 
 /// An nftables transaction: applied as one `nft -j -f -` run, so it applies entirely or not at all.
@@ -333,7 +349,12 @@ fn table_obj(cfg: &RenderConfig) -> Table<'static> {
 }
 
 fn chain_obj(cfg: &RenderConfig, name: &str) -> Chain<'static> {
-    Chain { family: NfFamily::IP, table: Cow::Owned(cfg.table.clone()), name: Cow::Owned(name.to_string()), ..Default::default() }
+    Chain {
+        family: NfFamily::IP,
+        table: Cow::Owned(cfg.table.clone()),
+        name: Cow::Owned(name.to_string()),
+        ..Default::default()
+    }
 }
 
 fn base_chain(cfg: &RenderConfig, name: &str, type_: NfChainType, hook: NfHook, prio: i32) -> Chain<'static> {
@@ -356,7 +377,12 @@ fn rule_obj(cfg: &RenderConfig, chain: &str, expr: Vec<Statement<'static>>) -> R
     }
 }
 
-fn element(cfg: &RenderConfig, map: &str, key: Expression<'static>, value: Option<Expression<'static>>) -> Element<'static> {
+fn element(
+    cfg: &RenderConfig,
+    map: &str,
+    key: Expression<'static>,
+    value: Option<Expression<'static>>,
+) -> Element<'static> {
     let elem = match value {
         Some(v) => Expression::List(vec![key, v]),
         None => key,
@@ -369,42 +395,49 @@ fn element(cfg: &RenderConfig, map: &str, key: Expression<'static>, value: Optio
     }
 }
 
+/// A fixed chain: name, hook (type, hook, priority) if it is a base chain, and rules.
+type BaseChain = (&'static str, Option<(NfChainType, NfHook, i32)>, Vec<Vec<Statement<'static>>>);
+
 /// The fixed part of the table: hooks, dispatch, masquerading and rejecting.
 fn base(cfg: &RenderConfig, tx: &mut Transaction) {
     let add = |tx: &mut Transaction, o: NfListObject<'static>| tx.cmd(NfCmd::Add(o));
     for (name, key, comment) in [
         (SERVICE_IPS, vec!["ipv4_addr", "inet_proto", "inet_service"], "ClusterIP . protocol . port -> service chain"),
         (SERVICE_NODEPORTS, vec!["inet_proto", "inet_service"], "protocol . port on node addresses -> external chain"),
-        (NO_ENDPOINT_SERVICES, vec!["ipv4_addr", "inet_proto", "inet_service"], "ClusterIP ports without ready endpoints"),
+        (
+            NO_ENDPOINT_SERVICES,
+            vec!["ipv4_addr", "inet_proto", "inet_service"],
+            "ClusterIP ports without ready endpoints",
+        ),
         (NO_ENDPOINT_NODEPORTS, vec!["inet_proto", "inet_service"], "node ports without ready endpoints"),
     ] {
         tx.objects.push(TxObject::VerdictMap { table: cfg.table.clone(), name: name.into(), key, comment });
     }
-    let chains: [(&str, Option<(NfChainType, NfHook, i32)>, Vec<Vec<Statement<'static>>>); 12] = [
+    let chains: [BaseChain; 12] = [
         ("nat-prerouting", Some((NfChainType::NAT, NfHook::Prerouting, PRIO_DSTNAT)), vec![vec![jump(SERVICES_CHAIN)]]),
         ("nat-output", Some((NfChainType::NAT, NfHook::Output, PRIO_DSTNAT)), vec![vec![jump(SERVICES_CHAIN)]]),
-        ("nat-postrouting", Some((NfChainType::NAT, NfHook::Postrouting, PRIO_SRCNAT)), vec![vec![jump(MASQUERADING_CHAIN)]]),
         (
-            "filter-input",
-            Some((NfChainType::Filter, NfHook::Input, PRIO_FILTER)),
-            {
-                let mut rules = vec![
-                    vec![ct_state_new(), jump(NODEPORT_ENDPOINTS_CHECK)],
-                    vec![ct_state_new(), jump(SERVICE_ENDPOINTS_CHECK)],
-                ];
-                // Service addresses have a local route, so whatever reaches input still addressed to one
-                // (an unallocated address, an undeclared port) would otherwise meet the node's own
-                // sockets: refuse it, as kube-proxy's cluster-ips-check does.
-                if let Some(cidr) = cfg.service_cidr {
-                    rules.push(vec![
-                        ct_state_new(),
-                        matches(payload("ip", "daddr"), Operator::EQ, prefix(cidr)),
-                        goto(REJECT_CHAIN),
-                    ]);
-                }
-                rules
-            },
+            "nat-postrouting",
+            Some((NfChainType::NAT, NfHook::Postrouting, PRIO_SRCNAT)),
+            vec![vec![jump(MASQUERADING_CHAIN)]],
         ),
+        ("filter-input", Some((NfChainType::Filter, NfHook::Input, PRIO_FILTER)), {
+            let mut rules = vec![
+                vec![ct_state_new(), jump(NODEPORT_ENDPOINTS_CHECK)],
+                vec![ct_state_new(), jump(SERVICE_ENDPOINTS_CHECK)],
+            ];
+            // Service addresses have a local route, so whatever reaches input still addressed to one
+            // (an unallocated address, an undeclared port) would otherwise meet the node's own
+            // sockets: refuse it, as kube-proxy's cluster-ips-check does.
+            if let Some(cidr) = cfg.service_cidr {
+                rules.push(vec![
+                    ct_state_new(),
+                    matches(payload("ip", "daddr"), Operator::EQ, prefix(cidr)),
+                    goto(REJECT_CHAIN),
+                ]);
+            }
+            rules
+        }),
         (
             "filter-forward",
             Some((NfChainType::Filter, NfHook::Forward, PRIO_FILTER)),
@@ -425,11 +458,15 @@ fn base(cfg: &RenderConfig, tx: &mut Transaction) {
             }],
         ),
         (SERVICE_ENDPOINTS_CHECK, None, vec![vec![vmap_named(daddr_proto_port(), NO_ENDPOINT_SERVICES)]]),
-        (NODEPORT_ENDPOINTS_CHECK, None, vec![{
-            let mut r = node_address_match(cfg);
-            r.push(vmap_named(proto_port(), NO_ENDPOINT_NODEPORTS));
-            r
-        }]),
+        (
+            NODEPORT_ENDPOINTS_CHECK,
+            None,
+            vec![{
+                let mut r = node_address_match(cfg);
+                r.push(vmap_named(proto_port(), NO_ENDPOINT_NODEPORTS));
+                r
+            }],
+        ),
         // `reject` is not a verdict, so the no-endpoint maps `goto` this chain.
         (REJECT_CHAIN, None, vec![vec![Statement::Reject(None)]]),
         (
@@ -449,7 +486,10 @@ fn base(cfg: &RenderConfig, tx: &mut Transaction) {
             vec![
                 vec![
                     matches(
-                        Expression::BinaryOperation(Box::new(BinaryOperation::AND(meta(MetaKey::Mark), Expression::Number(MASQ_MARK)))),
+                        Expression::BinaryOperation(Box::new(BinaryOperation::AND(
+                            meta(MetaKey::Mark),
+                            Expression::Number(MASQ_MARK),
+                        ))),
                         Operator::EQ,
                         Expression::Number(0),
                     ),
@@ -488,7 +528,13 @@ fn base(cfg: &RenderConfig, tx: &mut Transaction) {
     }
 }
 
-fn add_chain_with_rules(cfg: &RenderConfig, tx: &mut Transaction, name: &str, rules: &[Vec<Statement<'static>>], flush: bool) {
+fn add_chain_with_rules(
+    cfg: &RenderConfig,
+    tx: &mut Transaction,
+    name: &str,
+    rules: &[Vec<Statement<'static>>],
+    flush: bool,
+) {
     tx.cmd(NfCmd::Add(NfListObject::Chain(chain_obj(cfg, name))));
     if flush {
         tx.cmd(NfCmd::Flush(FlushObject::Chain(chain_obj(cfg, name))));
@@ -532,13 +578,28 @@ fn add_elements(
         tx.cmd(NfCmd::Add(NfListObject::Element(element(cfg, SERVICE_IPS, ip_key(k), Some(goto_verdict(chain))))));
     }
     for (k, chain) in rs.nodeports.iter().filter(|(k, _)| nps(k)) {
-        tx.cmd(NfCmd::Add(NfListObject::Element(element(cfg, SERVICE_NODEPORTS, port_key(k), Some(goto_verdict(chain))))));
+        tx.cmd(NfCmd::Add(NfListObject::Element(element(
+            cfg,
+            SERVICE_NODEPORTS,
+            port_key(k),
+            Some(goto_verdict(chain)),
+        ))));
     }
     for k in rs.no_endpoint_services.iter().filter(|k| ne_ips(k)) {
-        tx.cmd(NfCmd::Add(NfListObject::Element(element(cfg, NO_ENDPOINT_SERVICES, ip_key(k), Some(goto_verdict(REJECT_CHAIN))))));
+        tx.cmd(NfCmd::Add(NfListObject::Element(element(
+            cfg,
+            NO_ENDPOINT_SERVICES,
+            ip_key(k),
+            Some(goto_verdict(REJECT_CHAIN)),
+        ))));
     }
     for k in rs.no_endpoint_nodeports.iter().filter(|k| ne_nps(k)) {
-        tx.cmd(NfCmd::Add(NfListObject::Element(element(cfg, NO_ENDPOINT_NODEPORTS, port_key(k), Some(goto_verdict(REJECT_CHAIN))))));
+        tx.cmd(NfCmd::Add(NfListObject::Element(element(
+            cfg,
+            NO_ENDPOINT_NODEPORTS,
+            port_key(k),
+            Some(goto_verdict(REJECT_CHAIN)),
+        ))));
     }
 }
 
@@ -657,7 +718,8 @@ mod tests {
 
     #[test]
     fn service_with_endpoints_dnats_through_numgen() {
-        let rs = render(&model(vec![port("web", [10, 43, 0, 10], &["10.42.0.5:8080", "10.42.0.6:8080"], false)]), &cfg());
+        let rs =
+            render(&model(vec![port("web", [10, 43, 0, 10], &["10.42.0.5:8080", "10.42.0.6:8080"], false)]), &cfg());
         let key = (Ipv4Addr::new(10, 43, 0, 10), Protocol::Tcp, 80);
         let chain = &rs.service_ips[&key];
         assert!(rs.no_endpoint_services.is_empty());
@@ -695,7 +757,10 @@ mod tests {
         assert_eq!(ext, &rs.nodeports[&(Protocol::Tcp, 30080)]);
         assert!(ext.starts_with("external-"));
         let rules = serde_json::to_string(&rs.chains[ext]).unwrap();
-        assert!(rules.contains(r#"[[{"jump":{"target":"mark-for-masquerade"}}],[{"goto":{"target":"service-"#), "{rules}");
+        assert!(
+            rules.contains(r#"[[{"jump":{"target":"mark-for-masquerade"}}],[{"goto":{"target":"service-"#),
+            "{rules}"
+        );
     }
 
     #[test]
@@ -721,7 +786,10 @@ mod tests {
         assert_eq!(cmds[0], serde_json::json!({"add": {"table": {"family": "ip", "name": "flotilla-test"}}}));
         assert_eq!(cmds[1], serde_json::json!({"delete": {"table": {"family": "ip", "name": "flotilla-test"}}}));
         let text = full.to_string();
-        assert!(text.contains(r#""name":"service-ips","type":["ipv4_addr","inet_proto","inet_service"],"map":"verdict""#), "{text}");
+        assert!(
+            text.contains(r#""name":"service-ips","type":["ipv4_addr","inet_proto","inet_service"],"map":"verdict""#),
+            "{text}"
+        );
         for (chain, hook, prio) in [
             ("nat-prerouting", "prerouting", -100),
             ("nat-output", "output", -100),
@@ -737,7 +805,12 @@ mod tests {
             assert!(found, "base chain {chain} missing");
         }
         assert!(text.contains(r#"{"masquerade":{"flags":["fully-random"]}}"#), "{text}");
-        assert!(text.contains(r#"{"match":{"left":{"fib":{"result":"type","flags":["daddr"]}},"right":"local","op":"=="}}"#), "{text}");
+        assert!(
+            text.contains(
+                r#"{"match":{"left":{"fib":{"result":"type","flags":["daddr"]}},"right":"local","op":"=="}}"#
+            ),
+            "{text}"
+        );
     }
 
     #[test]
@@ -765,9 +838,14 @@ mod tests {
         let new2 = render(&model(vec![web, db2]), &c);
         let tx = partial_sync(&c, &old, &new2).to_json();
         let cmds = tx["nftables"].as_array().unwrap();
-        let pos = |needle: &str| cmds.iter().position(|c| c.to_string().contains(needle)).unwrap_or_else(|| panic!("{needle} missing in {tx}"));
+        let pos = |needle: &str| {
+            cmds.iter()
+                .position(|c| c.to_string().contains(needle))
+                .unwrap_or_else(|| panic!("{needle} missing in {tx}"))
+        };
         let del_elem = pos(r#"{"delete":{"element":{"family":"ip","table":"flotilla-test","name":"service-ips""#);
-        let add_reject = pos(r#"{"add":{"element":{"family":"ip","table":"flotilla-test","name":"no-endpoint-services""#);
+        let add_reject =
+            pos(r#"{"add":{"element":{"family":"ip","table":"flotilla-test","name":"no-endpoint-services""#);
         let del_chain = pos(r#"{"delete":{"chain""#);
         assert!(del_elem < del_chain && add_reject < del_chain, "elements change before chains go: {tx}");
     }

@@ -44,9 +44,11 @@ impl std::fmt::Display for BindError {
 }
 
 type Endpoints = Arc<RwLock<Vec<SocketAddrV4>>>;
+/// (namespace, service) of a listener.
+type Owner = (String, String);
 
 struct Listener {
-    owner: (String, String),
+    owner: Owner,
     endpoints: Endpoints,
     task: JoinHandle<()>,
 }
@@ -56,7 +58,7 @@ pub struct LocalPorts {
     ip: IpAddr,
     listeners: HashMap<(Protocol, u16), Listener>,
     /// Ports whose bind failed, with their owner: retried on every update, reported once.
-    failed: HashMap<(Protocol, u16), (String, String)>,
+    failed: HashMap<(Protocol, u16), Owner>,
 }
 
 impl LocalPorts {
@@ -75,7 +77,7 @@ impl LocalPorts {
     /// Opens listeners for new published ports, updates the endpoints of existing ones and closes those
     /// whose service is gone. Returns the ports that could not be bound and had not failed before.
     pub async fn update(&mut self, model: &Model) -> Vec<BindError> {
-        let mut desired: HashMap<(Protocol, u16), ((String, String), Vec<SocketAddrV4>)> = HashMap::new();
+        let mut desired: HashMap<(Protocol, u16), (Owner, Vec<SocketAddrV4>)> = HashMap::new();
         for p in model.ports.values() {
             if p.protocol == Protocol::Sctp {
                 continue;
@@ -116,7 +118,13 @@ impl LocalPorts {
                 }
                 Err(error) => {
                     if self.failed.insert(key, owner.clone()).is_none() {
-                        errors.push(BindError { namespace: owner.0, service: owner.1, protocol: key.0, address: addr, error });
+                        errors.push(BindError {
+                            namespace: owner.0,
+                            service: owner.1,
+                            protocol: key.0,
+                            address: addr,
+                            error,
+                        });
                     }
                 }
             }

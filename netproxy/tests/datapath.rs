@@ -171,12 +171,17 @@ fn clusterip_nodeport_and_reject_through_nftables() {
     let empty = port("empty", [10, 43, 0, 11], 80, &[], None, None);
     let published = port("pub", [10, 43, 0, 12], 8080, &[POD_A], Some(8080), Some(30080));
     let rt = rt();
-    assert_eq!(rt.block_on(proxy.sync(&model(vec![web.clone(), empty.clone(), published.clone()]))).unwrap(), SyncKind::Full);
+    assert_eq!(
+        rt.block_on(proxy.sync(&model(vec![web.clone(), empty.clone(), published.clone()]))).unwrap(),
+        SyncKind::Full
+    );
 
     // Round trip: the kernel holds what was rendered.
     let listed = rt.block_on(lab.nft().list_table(table)).unwrap();
     let objects = listed["nftables"].as_array().unwrap();
-    let map = |name: &str| objects.iter().find(|o| o["map"]["name"] == name).unwrap_or_else(|| panic!("map {name}"))["map"].clone();
+    let map = |name: &str| {
+        objects.iter().find(|o| o["map"]["name"] == name).unwrap_or_else(|| panic!("map {name}"))["map"].clone()
+    };
     let ips = map("service-ips");
     assert_eq!(ips["map"], "verdict");
     assert_eq!(ips["elem"].as_array().map(Vec::len), Some(2), "{ips}");

@@ -164,7 +164,10 @@ fn crud_selectors_conflicts_and_errors() {
         let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
 
         // create: server-set metadata
-        let created = cms.create(&PostParams::default(), &configmap("a", json!({"tier": "web"}), json!({"k": "1"}))).await.unwrap();
+        let created = cms
+            .create(&PostParams::default(), &configmap("a", json!({"tier": "web"}), json!({"k": "1"})))
+            .await
+            .unwrap();
         assert!(created.metadata.uid.is_some() && created.metadata.creation_timestamp.is_some());
         assert!(created.resource_version().is_some());
         cms.create(&PostParams::default(), &configmap("b", json!({"tier": "db"}), json!({}))).await.unwrap();
@@ -184,10 +187,13 @@ fn crud_selectors_conflicts_and_errors() {
         assert!(no_ns.message.starts_with("namespaces \""), "{}", no_ns.message);
 
         // generateName
-        let generated: ConfigMap =
-            serde_json::from_value(json!({"metadata": {"generateName": "gen-"}})).unwrap();
+        let generated: ConfigMap = serde_json::from_value(json!({"metadata": {"generateName": "gen-"}})).unwrap();
         let generated = cms.create(&PostParams::default(), &generated).await.unwrap();
-        assert!(generated.name_any().starts_with("gen-") && generated.name_any().len() == 9, "{}", generated.name_any());
+        assert!(
+            generated.name_any().starts_with("gen-") && generated.name_any().len() == 9,
+            "{}",
+            generated.name_any()
+        );
 
         // label selectors (full syntax) and field selectors
         let names = |list: kube::core::ObjectList<ConfigMap>| {
@@ -233,7 +239,8 @@ fn crud_selectors_conflicts_and_errors() {
         );
 
         // merge patch and JSON patch
-        let patched = cms.patch("a", &PatchParams::default(), &Patch::Merge(json!({"data": {"m": "x"}}))).await.unwrap();
+        let patched =
+            cms.patch("a", &PatchParams::default(), &Patch::Merge(json!({"data": {"m": "x"}}))).await.unwrap();
         assert_eq!(patched.data.as_ref().unwrap().get("m").map(String::as_str), Some("x"));
 
         // delete, then it is gone
@@ -280,7 +287,9 @@ fn watch_events_in_order_with_selectors() {
         cms.create(&PostParams::default(), &configmap("other", json!({"app": "y"}), json!({}))).await.unwrap();
         cms.patch("w", &PatchParams::default(), &Patch::Merge(json!({"data": {"a": "1"}}))).await.unwrap();
         // leaving the selector reads as a delete for this watcher
-        cms.patch("w", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"app": "z"}}}))).await.unwrap();
+        cms.patch("w", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"app": "z"}}})))
+            .await
+            .unwrap();
         cms.create(&PostParams::default(), &configmap("gone", json!({"app": "x"}), json!({}))).await.unwrap();
         cms.delete("gone", &DeleteParams::default()).await.unwrap();
 
@@ -403,12 +412,18 @@ fn unauthenticated_requests_get_401() {
         let secret = token.trim().rsplit_once("::server:").expect("k3s-style token").1.to_string();
         assert!(token.starts_with("K10"));
         let bearer = server.client_without_cert(Some(secret)).await;
-        let names: Vec<String> =
-            Api::<Namespace>::all(bearer).list(&ListParams::default()).await.unwrap().iter().map(|n| n.name_any()).collect();
+        let names: Vec<String> = Api::<Namespace>::all(bearer)
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .iter()
+            .map(|n| n.name_any())
+            .collect();
         for wanted in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             assert!(names.iter().any(|n| n == wanted), "{names:?}");
         }
-        let svc = Api::<k8s_openapi::api::core::v1::Service>::namespaced(admin, "default").get("kubernetes").await.unwrap();
+        let svc =
+            Api::<k8s_openapi::api::core::v1::Service>::namespaced(admin, "default").get("kubernetes").await.unwrap();
         assert_eq!(svc.spec.unwrap().cluster_ip.as_deref(), Some("10.43.0.1"));
     });
 }
@@ -446,7 +461,8 @@ fn kubectl_create_get_delete() {
     server.kubectl_ok(&["label", "configmap", "settings", "-n", &ns, "tier=web"], None);
     let patch = r#"[{"op": "add", "path": "/data/extra", "value": "y"}]"#;
     server.kubectl_ok(&["patch", "configmap", "settings", "-n", &ns, "--type", "json", "-p", patch], None);
-    let cm = server.kubectl_ok(&["get", "configmap", "-n", &ns, "-l", "tier=web", "-o", "jsonpath={.items[0].data.extra}"], None);
+    let cm = server
+        .kubectl_ok(&["get", "configmap", "-n", &ns, "-l", "tier=web", "-o", "jsonpath={.items[0].data.extra}"], None);
     assert_eq!(cm, "y");
 
     let missing = server.kubectl(&["get", "pod", "nope", "-n", &ns], None);

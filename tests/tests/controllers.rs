@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Namespace, Node, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Namespace, Node, PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
@@ -76,6 +76,10 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // The server's log on failure (or always with FLT_CTL_SHOW_LOG set), to see what a controller did.
+        if std::thread::panicking() || std::env::var_os("FLT_CTL_SHOW_LOG").is_some() {
+            eprintln!("--- flotilla server log ---\n{}", self.log());
+        }
         if let Some(mut child) = self.child.take() {
             let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
             let deadline = Instant::now() + Duration::from_secs(20);
@@ -316,6 +320,56 @@ async fn deployment_rolls_out_scales_and_is_collected() {
 }
 
 #[tokio::test]
+async fn recreate_starts_new_pods_only_after_old_ones_are_gone() {
+    let server = Server::start();
+    let client = server.client().await;
+    let node = unique("node");
+    make_node(&client, &node, "8Gi").await;
+    let ns = unique("recreate");
+    make_namespace(&client, &ns).await;
+    let deploys: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let mut d = deployment("db", 1, "1");
+    let spec = d.spec.as_mut().unwrap();
+    spec.strategy = Some(serde_json::from_value(json!({"type": "Recreate"})).unwrap());
+    // The test plays the agent for these pods: it decides when the old pod is finally gone.
+    spec.template.metadata.as_mut().unwrap().annotations = Some([(HOLD.to_string(), "1".to_string())].into());
+    deploys.create(&PostParams::default(), &d).await.expect("create deployment");
+    let old = wait_for("the first pod, bound", || async {
+        let p = pods.list(&ListParams::default()).await.ok()?.items.into_iter().next()?;
+        p.spec.as_ref()?.node_name.as_ref()?;
+        Some(p)
+    })
+    .await;
+    pods.patch_status(&old.name_any(), &PatchParams::default(), &Patch::Merge(&running(5, true))).await.unwrap();
+
+    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "local/busybox:latest",
+        "env": [{"name": "VERSION", "value": "2"}]}]}}}});
+    deploys.patch("db", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("update template");
+    wait_for("the old pod to be terminating", || async {
+        pods.get(&old.name_any()).await.ok()?.metadata.deletion_timestamp.map(|_| ())
+    })
+    .await;
+    // While the old pod still runs, no new pod may start.
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let list = pods.list(&ListParams::default()).await.unwrap().items;
+        assert_eq!(
+            list.len(),
+            1,
+            "a new pod started before the old one was gone: {:?}",
+            list.iter().map(|p| p.name_any()).collect::<Vec<_>>()
+        );
+    }
+    pods.delete(&old.name_any(), &DeleteParams { grace_period_seconds: Some(0), ..Default::default() }).await.unwrap();
+    let new = wait_for("the new pod", || async {
+        pods.list(&ListParams::default()).await.ok()?.items.into_iter().find(|p| p.uid() != old.uid())
+    })
+    .await;
+    assert_ne!(new.labels().get("pod-template-hash"), old.labels().get("pod-template-hash"));
+}
+
+#[tokio::test]
 async fn jobs_complete_or_fail() {
     let server = Server::start();
     let client = server.client().await;
@@ -475,7 +529,10 @@ async fn statefulset_order_scheduler_no_fit_daemonset_and_orphans() {
         "metadata": {"name": "db"},
         "spec": {"replicas": 2, "serviceName": "db", "selector": {"matchLabels": {"app": "db"}},
             "template": {"metadata": {"labels": {"app": "db"}, "annotations": {HOLD: "1"}},
-                         "spec": {"containers": [{"name": "c", "image": "local/busybox:latest"}]}}}
+                         "spec": {"containers": [{"name": "c", "image": "local/busybox:latest",
+                                                  "volumeMounts": [{"name": "data", "mountPath": "/data"}]}]}},
+            "volumeClaimTemplates": [{"metadata": {"name": "data"},
+                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}]}
     }))
     .unwrap();
     Api::<StatefulSet>::namespaced(client.clone(), &ns).create(&PostParams::default(), &sts).await.expect("create sts");
@@ -489,6 +546,10 @@ async fn statefulset_order_scheduler_no_fit_daemonset_and_orphans() {
     assert_eq!(spec.hostname.as_deref(), Some("db-0"));
     assert_eq!(spec.subdomain.as_deref(), Some("db"));
     assert_eq!(p0.metadata.labels.unwrap()["statefulset.kubernetes.io/pod-name"], "db-0");
+    let claim = spec.volumes.as_ref().unwrap().iter().find(|v| v.name == "data").unwrap();
+    assert_eq!(claim.persistent_volume_claim.as_ref().unwrap().claim_name, "data-db-0");
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
+    assert!(pvcs.get_opt("data-db-0").await.unwrap().is_some(), "PVC data-db-0 created with the pod");
     // Ordered start: db-1 waits for db-0 to be Running and Ready. Give the controller several chances.
     for _ in 0..10 {
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -543,10 +604,8 @@ async fn statefulset_order_scheduler_no_fit_daemonset_and_orphans() {
     .unwrap();
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
     cms.create(&PostParams::default(), &orphan).await.expect("create orphan");
-    wait_for("the orphan to be collected", || async {
-        matches!(cms.get_opt("orphan").await, Ok(None)).then_some(())
-    })
-    .await;
+    wait_for("the orphan to be collected", || async { matches!(cms.get_opt("orphan").await, Ok(None)).then_some(()) })
+        .await;
 }
 
 #[tokio::test]
@@ -561,10 +620,7 @@ async fn namespace_deletion_empties_and_finalizes() {
     let deploys: Api<Deployment> = Api::namespaced(client.clone(), &ns);
     deploys.create(&PostParams::default(), &deployment("app", 2, "1")).await.unwrap();
     let cm = serde_json::from_value(json!({"metadata": {"name": "cfg"}, "data": {"a": "b"}})).unwrap();
-    Api::<ConfigMap>::namespaced(client.clone(), &ns)
-        .create(&PostParams::default(), &cm)
-        .await
-        .unwrap();
+    Api::<ConfigMap>::namespaced(client.clone(), &ns).create(&PostParams::default(), &cm).await.unwrap();
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     wait_for("2 running pods", || async {
         let list = pods.list(&ListParams::default()).await.ok()?.items;

@@ -63,7 +63,10 @@ async fn services_headless_endpoints_and_compose_names_resolve() {
 
     let ns = format!("flt-dns-{}", unique());
     Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &Namespace { metadata: ObjectMeta { name: Some(ns.clone()), ..Default::default() }, ..Default::default() })
+        .create(
+            &PostParams::default(),
+            &Namespace { metadata: ObjectMeta { name: Some(ns.clone()), ..Default::default() }, ..Default::default() },
+        )
         .await
         .unwrap();
     let services: Api<Service> = Api::namespaced(client.clone(), &ns);
@@ -153,7 +156,7 @@ async fn services_headless_endpoints_and_compose_names_resolve() {
     let srv = query(dns_addr, &format!("_pg._tcp.{}", fqdn("db")), RecordType::SRV).await.expect("answer");
     assert_eq!(srv.answers.len(), 2, "{srv:?}");
     // Unknown names under the zone: NXDOMAIN at once (the search path tries several).
-    let nx = query(dns_addr, &format!("my-web.svc.cluster.local."), RecordType::A).await.expect("answer");
+    let nx = query(dns_addr, "my-web.svc.cluster.local.", RecordType::A).await.expect("answer");
     assert_eq!(nx.metadata.response_code, ResponseCode::NXDomain);
     // The `default/kubernetes` service exists on every cluster.
     let k = query(dns_addr, "kubernetes.default.svc.cluster.local.", RecordType::A).await.expect("answer");

@@ -384,3 +384,99 @@ fn kubectl_logs_and_exec_errors_come_from_the_api_server() {
     assert!(!out.success());
     assert!(out.stderr_text().contains("pod lonely does not have a host assigned"), "{}", out.stderr_text());
 }
+
+/// `kubectl logs` and `kubectl exec` through the API server to a real node agent running a busybox pod.
+/// Tier node: the agent uses the root network namespace (bridge, nftables, port 10250), so this test
+/// belongs to nextest's `root-ns` group (its name ends in `_on_a_real_node` for the group's filter).
+#[test]
+fn kubectl_logs_and_exec_on_a_real_node() {
+    if common::skip_tier(Tier::Node) {
+        return;
+    }
+    common::apps::ensure_base_images();
+    let cluster = common::cluster::Cluster::start();
+    let ns = unique_namespace();
+    let manifest = format!(
+        r#"
+apiVersion: v1
+kind: Namespace
+metadata: {{name: {ns}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: talker, namespace: {ns}}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: talker
+    image: flotilla-fixtures/busybox:1
+    imagePullPolicy: Never
+    command: ["sh", "-c", "echo hello from flotilla; echo second line; exec sleep 3600"]
+"#
+    );
+    let kubectl = |args: &[&str], stdin: Option<&str>| {
+        let mut cmd = common::fixed_command(
+            Path::new("kubectl"),
+            cluster.data_dir.path(),
+            &[
+                ("KUBECONFIG".to_string(), cluster.kubeconfig().display().to_string()),
+                ("HOME".to_string(), cluster.data_dir.path().display().to_string()),
+            ],
+        );
+        cmd.args(args);
+        common::run(cmd, stdin.map(str::as_bytes), common::CHILD_TIMEOUT)
+    };
+    let done = kubectl(&["create", "-f", "-"], Some(&manifest));
+    assert!(done.success(), "kubectl create: {}", done.stderr_text());
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let wide = loop {
+        let out = kubectl(&["get", "pod", "talker", "-n", &ns, "-o", "wide"], None);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let t = tables(&text);
+        if out.success() && t.first().and_then(|t| t.get(1)).is_some_and(|r| r[1] == "1/1" && r[2] == "Running") {
+            break t;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pod talker never ran:\n{text}{}\nserver log:\n{}",
+            out.stderr_text(),
+            common::head(&cluster.log(), 80)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let pod = &wide[0][1];
+    assert!(pod[5].starts_with("10.42."), "pod IP from the node's /24: {pod:?}");
+    let nodes = kubectl(&["get", "nodes", "-o", "name"], None);
+    assert_eq!(format!("node/{}", pod[6]), nodes.stdout_text().trim(), "NODE column names the node");
+
+    // The agent may still be flushing the first lines; logs are complete once both are there.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = kubectl(&["logs", "-n", &ns, "talker"], None);
+        if out.success() && out.stdout_text() == "hello from flotilla\nsecond line\n" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "kubectl logs: {:?} {}", out.stdout_text(), out.stderr_text());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let out = kubectl(&["logs", "-n", &ns, "talker", "--tail=1"], None);
+    assert_eq!(out.stdout_text(), "second line\n", "{}", out.stderr_text());
+
+    let out = kubectl(&["exec", "-n", &ns, "talker", "--", "echo", "hi"], None);
+    assert!(
+        out.success(),
+        "kubectl exec echo: {}\nserver log:\n{}",
+        out.stderr_text(),
+        common::head(&cluster.log(), 80)
+    );
+    assert_eq!(out.stdout_text(), "hi\n");
+
+    let out = kubectl(&["exec", "-i", "-n", &ns, "talker", "--", "cat"], Some("ping over stdin\n"));
+    assert!(out.success(), "kubectl exec -i cat: {}", out.stderr_text());
+    assert_eq!(out.stdout_text(), "ping over stdin\n");
+
+    let out = kubectl(&["exec", "-n", &ns, "talker", "--", "sh", "-c", "echo oops >&2; exit 3"], None);
+    assert_eq!(out.status.and_then(|s| s.code()), Some(3), "exit code of the command: {}", out.stderr_text());
+    assert!(out.stderr_text().contains("oops"), "{}", out.stderr_text());
+}

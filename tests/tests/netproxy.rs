@@ -81,7 +81,10 @@ async fn services_and_endpointslices_drive_the_node_table() {
 
     let ns = format!("flt-np-{}", unique());
     Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &Namespace { metadata: ObjectMeta { name: Some(ns.clone()), ..Default::default() }, ..Default::default() })
+        .create(
+            &PostParams::default(),
+            &Namespace { metadata: ObjectMeta { name: Some(ns.clone()), ..Default::default() }, ..Default::default() },
+        )
         .await
         .unwrap();
     let services: Api<Service> = Api::namespaced(client.clone(), &ns);
@@ -122,9 +125,13 @@ async fn services_and_endpointslices_drive_the_node_table() {
     .await;
 
     // A published (LoadBalancer) port answers on the node's address.
-    let published = services.create(&PostParams::default(), &service("web-published", &ns, "LoadBalancer", 18080)).await.unwrap();
+    let published =
+        services.create(&PostParams::default(), &service("web-published", &ns, "LoadBalancer", 18080)).await.unwrap();
     let node_port = published.spec.unwrap().ports.unwrap()[0].node_port;
-    slices.create(&PostParams::default(), &slice("web-published-1", &ns, "web-published", &[("10.42.7.2", true)])).await.unwrap();
+    slices
+        .create(&PostParams::default(), &slice("web-published-1", &ns, "web-published", &[("10.42.7.2", true)]))
+        .await
+        .unwrap();
     eventually(30, "the published port on the node address", async || {
         (ask_from(&lab.pods[1], SocketAddr::from((NODE, 18080))).await.ok()? == "a").then_some(())
     })
@@ -135,10 +142,8 @@ async fn services_and_endpointslices_drive_the_node_table() {
 
     // The endpoints go: refused again; the service goes: its rules go.
     slices.delete("web-1", &DeleteParams::default()).await.unwrap();
-    eventually(30, "refusal after the endpoints went", async || {
-        refused(&ask_from(&lab.node, vip).await).then_some(())
-    })
-    .await;
+    eventually(30, "refusal after the endpoints went", async || refused(&ask_from(&lab.node, vip).await).then_some(()))
+        .await;
     services.delete("web-published", &DeleteParams::default()).await.unwrap();
     eventually(30, "the published port to close", async || {
         ask_from(&lab.pods[1], SocketAddr::from((NODE, 18080))).await.is_err().then_some(())

@@ -72,7 +72,8 @@ pub fn run(args: &ServerArgs) -> Result<(), Failure> {
         )
         .with_writer(std::io::stderr)
         .try_init();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     runtime.block_on(cluster::server::run(config)).map_err(anyhow::Error::from)?;
     // Background tasks (watches, the agent) may still hold the runtime; do not wait for them.
     runtime.shutdown_timeout(Duration::from_secs(2));

@@ -61,8 +61,12 @@ impl Sources {
             return Ok(v.clone());
         }
         let value = self.secrets.get_opt(name).await?.map(|s| {
-            let mut data: HashMap<String, String> =
-                s.data.unwrap_or_default().into_iter().map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned())).collect();
+            let mut data: HashMap<String, String> = s
+                .data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+                .collect();
             data.extend(s.string_data.unwrap_or_default());
             data
         });
@@ -84,7 +88,8 @@ impl Sources {
 
     pub async fn secret_bytes(&self, name: &str) -> Result<Option<HashMap<String, Vec<u8>>>, EnvError> {
         Ok(self.secrets.get_opt(name).await?.map(|s| {
-            let mut data: HashMap<String, Vec<u8>> = s.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
+            let mut data: HashMap<String, Vec<u8>> =
+                s.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
             for (k, v) in s.string_data.unwrap_or_default() {
                 data.insert(k, v.into_bytes());
             }
@@ -209,10 +214,13 @@ pub async fn container_env(
         };
         set(&mut order, &mut vars, env.name.clone(), value);
     }
-    Ok(order.into_iter().map(|k| {
-        let v = vars.get(&k).cloned().unwrap_or_default();
-        (k, v)
-    }).collect())
+    Ok(order
+        .into_iter()
+        .map(|k| {
+            let v = vars.get(&k).cloned().unwrap_or_default();
+            (k, v)
+        })
+        .collect())
 }
 
 fn resource_field(container: &Container, resource: &str) -> String {
@@ -223,7 +231,9 @@ fn resource_field(container: &Container, resource: &str) -> String {
         _ => res.and_then(|r| r.limits.as_ref()),
     };
     match map.and_then(|m| m.get(name)) {
-        Some(q) if name == "cpu" => parse_cpu_nanos(&q.0).map(|n| ((n + 999_999_999) / 1_000_000_000).to_string()).unwrap_or_default(),
+        Some(q) if name == "cpu" => {
+            parse_cpu_nanos(&q.0).map(|n| ((n + 999_999_999) / 1_000_000_000).to_string()).unwrap_or_default()
+        }
         Some(q) => parse_memory(&q.0).map(|b| b.to_string()).unwrap_or_default(),
         None => String::new(),
     }

@@ -110,7 +110,8 @@ mod tests {
     #[test]
     fn earlier_context_wins() {
         let a: HashMap<String, String> = [("X".to_string(), "1".to_string())].into();
-        let b: HashMap<String, String> = [("X".to_string(), "2".to_string()), ("Y".to_string(), "3".to_string())].into();
+        let b: HashMap<String, String> =
+            [("X".to_string(), "2".to_string()), ("Y".to_string(), "3".to_string())].into();
         assert_eq!(expand("$(X)$(Y)", &[&a, &b]), "13");
     }
 }

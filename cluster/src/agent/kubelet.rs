@@ -39,9 +39,8 @@ fn tls_config(ctx: &Ctx) -> Result<rustls::ServerConfig, KubeletError> {
     for cert in rustls_pemfile::certs(&mut ctx.config.ca_pem.as_bytes()) {
         roots.add(cert.map_err(|e| tls(&e))?).map_err(|e| tls(&e))?;
     }
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .build()
-        .map_err(|e| tls(&e))?;
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone()).build().map_err(|e| tls(&e))?;
     let certs = rustls_pemfile::certs(&mut ctx.config.cert_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| tls(&e))?;
@@ -167,9 +166,7 @@ async fn container_logs(
     let since = get("sinceSeconds")
         .and_then(|s| s.parse::<i64>().ok())
         .map(|s| (jiff::Timestamp::now().as_second() - s).max(0) as i32)
-        .or_else(|| {
-            get("sinceTime").and_then(|t| t.parse::<jiff::Timestamp>().ok()).map(|t| t.as_second() as i32)
-        })
+        .or_else(|| get("sinceTime").and_then(|t| t.parse::<jiff::Timestamp>().ok()).map(|t| t.as_second() as i32))
         .unwrap_or(0);
     let options = LogsOptions {
         follow: flag(&q, "follow"),
@@ -211,14 +208,22 @@ async fn exec(
 ) -> Response {
     let q = parse_query(raw.as_deref());
     let Ok(ws) = ws else {
-        return status_error(StatusCode::BAD_REQUEST, "BadRequest", "exec needs a WebSocket upgrade (v5.channel.k8s.io)".into());
+        return status_error(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "exec needs a WebSocket upgrade (v5.channel.k8s.io)".into(),
+        );
     };
     let command: Vec<String> = q.get("command").cloned().unwrap_or_default();
     if command.is_empty() {
         return status_error(StatusCode::BAD_REQUEST, "BadRequest", "you must specify at least 1 command".into());
     }
     let Some(id) = find_container(&ctx, &namespace, &pod, &container, false).await else {
-        return status_error(StatusCode::NOT_FOUND, "NotFound", format!("container \"{container}\" in pod \"{pod}\" not found"));
+        return status_error(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("container \"{container}\" in pod \"{pod}\" not found"),
+        );
     };
     let opts = ExecOpts {
         stdin: flag(&q, "stdin") || flag(&q, "input"),
@@ -277,7 +282,13 @@ fn exit_status(command: &[String], code: Option<i64>, error: Option<String>) -> 
     }
 }
 
-async fn run_exec(ctx: Arc<Ctx>, id: String, opts: ExecOpts, socket: WebSocket, v5: bool) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+async fn run_exec(
+    ctx: Arc<Ctx>,
+    id: String,
+    opts: ExecOpts,
+    socket: WebSocket,
+    v5: bool,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let (mut sink, mut incoming) = socket.split();
     let create = CreateExecOptions {
         attach_stdin: Some(opts.stdin),

@@ -175,7 +175,8 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> Result<(), Box<dy
 
     // `data_dir` is the agent's own directory (`flotilla server` passes `<data-dir>/agent`).
     let agent_dir = config.data_dir.clone();
-    let ipam = ipam::Ipam::open(&agent_dir, cidr).map_err(|e| AgentError::Ipam { dir: agent_dir.clone(), source: e })?;
+    let ipam =
+        ipam::Ipam::open(&agent_dir, cidr).map_err(|e| AgentError::Ipam { dir: agent_dir.clone(), source: e })?;
     let ctx = std::sync::Arc::new(Ctx {
         client: client.clone(),
         docker,

@@ -37,9 +37,12 @@ pub async fn run_cmd(program: &str, args: &[&str], stdin: Option<&str>) -> Resul
     cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
     let mut child = cmd.spawn().map_err(|e| NetError { command: command.clone(), message: e.to_string() })?;
     if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(input.as_bytes()).await.map_err(|e| NetError { command: command.clone(), message: e.to_string() })?;
+        pipe.write_all(input.as_bytes())
+            .await
+            .map_err(|e| NetError { command: command.clone(), message: e.to_string() })?;
     }
-    let out = child.wait_with_output().await.map_err(|e| NetError { command: command.clone(), message: e.to_string() })?;
+    let out =
+        child.wait_with_output().await.map_err(|e| NetError { command: command.clone(), message: e.to_string() })?;
     if !out.status.success() {
         return Err(NetError { command, message: String::from_utf8_lossy(&out.stderr).trim().to_string() });
     }
@@ -91,10 +94,7 @@ pub fn remove_masquerade_blocking() {
 
 fn docker_user_rules(cidr: PodCidr) -> [[String; 4]; 2] {
     let c = cidr.to_string();
-    [
-        ["-s".into(), c.clone(), "-j".into(), "ACCEPT".into()],
-        ["-d".into(), c, "-j".into(), "ACCEPT".into()],
-    ]
+    [["-s".into(), c.clone(), "-j".into(), "ACCEPT".into()], ["-d".into(), c, "-j".into(), "ACCEPT".into()]]
 }
 
 /// Adds accept rules for the pod CIDR to Docker's `DOCKER-USER` chain when that chain exists (Docker's

@@ -44,10 +44,7 @@ fn read_trim(path: &str) -> String {
 fn os_image() -> String {
     std::fs::read_to_string("/etc/os-release")
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("PRETTY_NAME=").map(|v| v.trim_matches('"').to_string()))
-        })
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("PRETTY_NAME=").map(|v| v.trim_matches('"').to_string())))
         .unwrap_or_else(|| "Linux".to_string())
 }
 
@@ -100,7 +97,11 @@ fn node_status(config: &AgentConfig, docker_version: &str) -> serde_json::Value 
 }
 
 /// Creates the Node if it does not exist and writes its status. Returns the Node's uid.
-pub async fn register(client: &kube::Client, config: &AgentConfig, docker_version: &str) -> Result<String, kube::Error> {
+pub async fn register(
+    client: &kube::Client,
+    config: &AgentConfig,
+    docker_version: &str,
+) -> Result<String, kube::Error> {
     let nodes: Api<Node> = Api::all(client.clone());
     let arch = match std::env::consts::ARCH {
         "x86_64" => "amd64",
@@ -134,7 +135,11 @@ pub async fn register(client: &kube::Client, config: &AgentConfig, docker_versio
 }
 
 /// Rewrites the Node's status (heartbeat).
-pub async fn update_status(client: &kube::Client, config: &AgentConfig, docker_version: &str) -> Result<(), kube::Error> {
+pub async fn update_status(
+    client: &kube::Client,
+    config: &AgentConfig,
+    docker_version: &str,
+) -> Result<(), kube::Error> {
     let nodes: Api<Node> = Api::all(client.clone());
     let patch = json!({"status": node_status(config, docker_version)});
     nodes.patch_status(&config.node_name, &PatchParams::default(), &Patch::Merge(&patch)).await?;

@@ -79,7 +79,10 @@ pub struct Observed {
 /// Lists the containers of pod `uid` (newest attempt last per name).
 pub async fn observe(ctx: &Ctx, uid: &str) -> Result<Vec<Observed>, bollard::errors::Error> {
     let mut filters = HashMap::new();
-    filters.insert("label".to_string(), vec![format!("{LABEL_UID}={uid}"), format!("{LABEL_NODE}={}", ctx.config.node_name)]);
+    filters.insert(
+        "label".to_string(),
+        vec![format!("{LABEL_UID}={uid}"), format!("{LABEL_NODE}={}", ctx.config.node_name)],
+    );
     let list = ctx
         .docker
         .list_containers(Some(ListContainersOptions { all: true, filters: Some(filters), ..Default::default() }))
@@ -192,7 +195,12 @@ pub async fn run_worker(ctx: Arc<Ctx>, mut rx: watch::Receiver<Option<Arc<Pod>>>
         volumes: None,
         sandbox_error: None,
         ctrs: HashMap::new(),
-        start_time: first.status.as_ref().and_then(|s| s.start_time.as_ref()).map(|t| t.0.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()).unwrap_or_else(now_rfc3339),
+        start_time: first
+            .status
+            .as_ref()
+            .and_then(|s| s.start_time.as_ref())
+            .map(|t| t.0.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+            .unwrap_or_else(now_rfc3339),
         transitions: HashMap::new(),
         last_status: None,
         terminal: false,
@@ -282,7 +290,8 @@ impl PodWorker {
     async fn post_event(&self, kind: &str, reason: &str, message: &str, field_path: Option<&str>) {
         let events: Api<Event> = Api::namespaced(self.ctx.client.clone(), &self.namespace);
         let now = now_rfc3339();
-        let mut involved = json!({"kind": "Pod", "apiVersion": "v1", "namespace": self.namespace, "name": self.name, "uid": self.uid});
+        let mut involved =
+            json!({"kind": "Pod", "apiVersion": "v1", "namespace": self.namespace, "name": self.name, "uid": self.uid});
         if let Some(fp) = field_path {
             involved["fieldPath"] = json!(fp);
         }
@@ -525,7 +534,8 @@ impl PodWorker {
         let command = c.command.as_ref().map(|v| v.iter().map(|s| expand(s, &[&env_map])).collect::<Vec<_>>());
         let args = c.args.as_ref().map(|v| v.iter().map(|s| expand(s, &[&env_map])).collect::<Vec<_>>());
         let vols = self.volumes.clone().unwrap_or_default();
-        let mut binds = volumes::binds(c, &vols).map_err(|e| ("CreateContainerConfigError".to_string(), e.to_string()))?;
+        let mut binds =
+            volumes::binds(c, &vols).map_err(|e| ("CreateContainerConfigError".to_string(), e.to_string()))?;
         let host_network = Self::host_network(pod);
         let mounts_path = |p: &str| c.volume_mounts.iter().flatten().any(|m| m.mount_path == p);
         if !host_network {
@@ -557,9 +567,15 @@ impl PodWorker {
         } else {
             format!("container:{}", self.pause_id.clone().unwrap_or_default())
         };
-        let ipc_mode = if host_network { None } else { Some(format!("container:{}", self.pause_id.clone().unwrap_or_default())) };
+        let ipc_mode =
+            if host_network { None } else { Some(format!("container:{}", self.pause_id.clone().unwrap_or_default())) };
         let grace = spec.termination_grace_period_seconds.unwrap_or(30);
-        let supplemental = psc.supplemental_groups.clone().map(|g| g.iter().map(|x| x.to_string()).collect::<Vec<_>>());
+        let mut groups: Vec<String> =
+            psc.supplemental_groups.clone().unwrap_or_default().iter().map(|x| x.to_string()).collect();
+        if let Some(fs_group) = psc.fs_group {
+            groups.push(fs_group.to_string());
+        }
+        let supplemental = (!groups.is_empty()).then_some(groups);
         let body = ContainerCreateBody {
             image: c.image.clone(),
             entrypoint: command,
@@ -771,7 +787,10 @@ impl PodWorker {
                         let restart = Self::should_restart(&policy, o.exit_code);
                         if self.restart_due(&key, &o, restart, &self.name.clone()) {
                             // Keep only the container before this one for `logs --previous`.
-                            for old in observed.iter().filter(|x| x.kind == KIND_APP && x.name == c.name && x.attempt < o.attempt) {
+                            for old in observed
+                                .iter()
+                                .filter(|x| x.kind == KIND_APP && x.name == c.name && x.attempt < o.attempt)
+                            {
                                 self.remove_container(&old.id).await;
                             }
                             self.start_and_record(pod, c, KIND_APP, o.attempt + 1, &key).await;
@@ -794,7 +813,8 @@ impl PodWorker {
         let result = self.start(pod, c, kind, attempt).await;
         let base = self.ctx.config.backoff_base;
         let max = self.ctx.config.backoff_max;
-        let field_path = format!("spec.{}{{{}}}", if kind == KIND_INIT { "initContainers" } else { "containers" }, c.name);
+        let field_path =
+            format!("spec.{}{{{}}}", if kind == KIND_INIT { "initContainers" } else { "containers" }, c.name);
         let event = {
             let st = self.ctrs.entry(key.to_string()).or_default();
             match result {
@@ -918,7 +938,7 @@ impl PodWorker {
             let mut it = observed.iter().rev().filter(|o| o.kind == kind && o.name == name);
             (it.next(), it.next())
         };
-        let default_waiting = if self.sandbox_error.is_some() { "ContainerCreating" } else { "ContainerCreating" };
+        let default_waiting = "ContainerCreating";
         let apps_exist = observed.iter().any(|o| o.kind == KIND_APP);
 
         // Init containers.
@@ -949,7 +969,8 @@ impl PodWorker {
                 None if apps_exist => (json!({"terminated": {"exitCode": 0, "reason": "Completed"}}), true),
                 None => {
                     init_done = false;
-                    let (r, m) = st.and_then(|s| s.waiting.clone()).unwrap_or_else(|| ("PodInitializing".into(), String::new()));
+                    let (r, m) =
+                        st.and_then(|s| s.waiting.clone()).unwrap_or_else(|| ("PodInitializing".into(), String::new()));
                     (json!({"waiting": {"reason": r, "message": m}}), false)
                 }
             };
@@ -1097,7 +1118,8 @@ impl PodWorker {
             return Ok(());
         }
         let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &self.namespace);
-        api.patch_status(&self.name, &PatchParams::default(), &Patch::Merge(&json!({"status": status.clone()}))).await?;
+        api.patch_status(&self.name, &PatchParams::default(), &Patch::Merge(&json!({"status": status.clone()})))
+            .await?;
         self.last_status = Some(status);
         Ok(())
     }

@@ -79,7 +79,13 @@ fn resolve_port(container: &Container, port: &IntOrString) -> Option<u16> {
 }
 
 /// Runs one probe; returns (success, message).
-pub async fn run_probe(docker: &Docker, container_id: &str, container: &Container, probe: &Probe, pod_ip: &str) -> (bool, String) {
+pub async fn run_probe(
+    docker: &Docker,
+    container_id: &str,
+    container: &Container,
+    probe: &Probe,
+    pod_ip: &str,
+) -> (bool, String) {
     let timeout = Duration::from_secs(probe.timeout_seconds.unwrap_or(1).max(1) as u64);
     let work = async {
         if let Some(exec) = &probe.exec {
@@ -147,7 +153,9 @@ async fn http_probe(host: &str, port: u16, path: &str, headers: &[(String, Strin
         Ok(s) => s,
         Err(e) => return (false, format!("Get \"http://{host}:{port}{path}\": {e}")),
     };
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: kube-probe/1.33\r\nAccept: */*\r\nConnection: close\r\n");
+    let mut req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: kube-probe/1.33\r\nAccept: */*\r\nConnection: close\r\n"
+    );
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }

@@ -23,6 +23,8 @@ use tracing::{debug, info, warn};
 const DEBOUNCE: Duration = Duration::from_millis(50);
 /// How long to wait before retrying a sync that failed.
 const RETRY: Duration = Duration::from_secs(2);
+/// How often the whole table is rewritten even without changes, in case something else flushed it.
+const RESYNC: Duration = Duration::from_secs(300);
 
 /// What the service proxy needs to know about its node.
 #[derive(Debug, Clone)]
@@ -136,15 +138,20 @@ pub async fn run(client: kube::Client, config: ServicesConfig) -> Result<(), Box
     info!(table = %config.table, "service proxy started");
 
     let mut failing = false;
+    let mut resync = tokio::time::interval(RESYNC);
+    resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        // Wait for a change, or retry after a failure.
-        if failing {
-            tokio::select! {
-                _ = tick_rx.recv() => {}
-                _ = tokio::time::sleep(RETRY) => {}
+        // Wait for a change, a periodic full resync (the first tick is immediate: the first sync), or
+        // the retry after a failure.
+        let retry = tokio::time::sleep(if failing { RETRY } else { RESYNC * 2 });
+        tokio::select! {
+            tick = tick_rx.recv() => {
+                if tick.is_none() {
+                    return Ok(());
+                }
             }
-        } else if tick_rx.recv().await.is_none() {
-            return Ok(());
+            _ = resync.tick() => proxy.invalidate(),
+            _ = retry => {}
         }
         tokio::time::sleep(DEBOUNCE).await;
         while tick_rx.try_recv().is_ok() {}
@@ -183,7 +190,11 @@ async fn report_port_in_use(client: &kube::Client, service: &Service, message: &
     let name = service.metadata.name.clone().unwrap_or_default();
     let now = Time(jiff::Timestamp::now());
     let event = Event {
-        metadata: ObjectMeta { generate_name: Some(format!("{name}.")), namespace: Some(ns.clone()), ..Default::default() },
+        metadata: ObjectMeta {
+            generate_name: Some(format!("{name}.")),
+            namespace: Some(ns.clone()),
+            ..Default::default()
+        },
         involved_object: ObjectReference {
             api_version: Some("v1".into()),
             kind: Some("Service".into()),

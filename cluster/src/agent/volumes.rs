@@ -80,6 +80,29 @@ fn write_files(
     Ok(())
 }
 
+/// Gives `fs_group` ownership of a volume's files as the kubelet does for `securityContext.fsGroup`:
+/// group owner set, group read (and write for writable volumes) added, setgid on directories.
+fn apply_fs_group(volume: &str, root: &Path, gid: u32, writable: bool) -> Result<(), VolumeError> {
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&path).map_err(|e| setup_err(volume, e))?;
+        if meta.file_type().is_symlink() {
+            continue;
+        }
+        std::os::unix::fs::chown(&path, None, Some(gid)).map_err(|e| setup_err(volume, e))?;
+        let mut mode = meta.permissions().mode() & 0o7777;
+        mode |= if writable { 0o060 } else { 0o040 };
+        if meta.is_dir() {
+            mode |= 0o2010;
+            for entry in std::fs::read_dir(&path).map_err(|e| setup_err(volume, e))?.flatten() {
+                stack.push(entry.path());
+            }
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).map_err(|e| setup_err(volume, e))?;
+    }
+    Ok(())
+}
+
 async fn is_mountpoint(path: &Path) -> bool {
     let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else { return false };
     let p = path.to_string_lossy();
@@ -97,6 +120,7 @@ pub async fn prepare(
     host_ip: &str,
 ) -> Result<HashMap<String, PathBuf>, VolumeError> {
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+    let fs_group = pod.spec.as_ref().and_then(|s| s.security_context.as_ref()).and_then(|s| s.fs_group);
     let mut out = HashMap::new();
     let volumes = pod.spec.as_ref().and_then(|s| s.volumes.clone()).unwrap_or_default();
     for v in volumes {
@@ -114,7 +138,8 @@ pub async fn prepare(
                     .await
                     .map_err(|e| setup_err(&name, e))?;
             }
-            std::fs::set_permissions(&own_dir, std::fs::Permissions::from_mode(0o777)).map_err(|e| setup_err(&name, e))?;
+            std::fs::set_permissions(&own_dir, std::fs::Permissions::from_mode(0o777))
+                .map_err(|e| setup_err(&name, e))?;
             own_dir
         } else if let Some(hp) = &v.host_path {
             let p = PathBuf::from(&hp.path);
@@ -122,22 +147,26 @@ pub async fn prepare(
                 "DirectoryOrCreate" => {
                     std::fs::create_dir_all(&p).map_err(|e| setup_err(&name, e))?;
                 }
-                "FileOrCreate" => {
-                    if !p.exists() {
-                        if let Some(parent) = p.parent() {
-                            std::fs::create_dir_all(parent).map_err(|e| setup_err(&name, e))?;
-                        }
-                        std::fs::write(&p, b"").map_err(|e| setup_err(&name, e))?;
+                "FileOrCreate" if !p.exists() => {
+                    if let Some(parent) = p.parent() {
+                        std::fs::create_dir_all(parent).map_err(|e| setup_err(&name, e))?;
                     }
+                    std::fs::write(&p, b"").map_err(|e| setup_err(&name, e))?;
                 }
-                "Directory" if !p.is_dir() => return Err(setup_err(&name, format!("hostPath {} is not a directory", hp.path))),
+                "Directory" if !p.is_dir() => {
+                    return Err(setup_err(&name, format!("hostPath {} is not a directory", hp.path)));
+                }
                 "File" if !p.is_file() => return Err(setup_err(&name, format!("hostPath {} is not a file", hp.path))),
                 _ => {}
             }
             p
         } else if let Some(cm) = &v.config_map {
             let optional = cm.optional.unwrap_or(false);
-            let data = match sources.configmap_bytes(&cm.name).await.map_err(|e| VolumeError::Env { volume: name.clone(), source: e })? {
+            let data = match sources
+                .configmap_bytes(&cm.name)
+                .await
+                .map_err(|e| VolumeError::Env { volume: name.clone(), source: e })?
+            {
                 Some(d) => d,
                 None if optional => HashMap::new(),
                 None => return Err(setup_err(&name, format!("configmap \"{}\" not found", cm.name))),
@@ -147,7 +176,11 @@ pub async fn prepare(
         } else if let Some(s) = &v.secret {
             let secret_name = s.secret_name.clone().unwrap_or_default();
             let optional = s.optional.unwrap_or(false);
-            let data = match sources.secret_bytes(&secret_name).await.map_err(|e| VolumeError::Env { volume: name.clone(), source: e })? {
+            let data = match sources
+                .secret_bytes(&secret_name)
+                .await
+                .map_err(|e| VolumeError::Env { volume: name.clone(), source: e })?
+            {
                 Some(d) => d,
                 None if optional => HashMap::new(),
                 None => return Err(setup_err(&name, format!("secret \"{secret_name}\" not found"))),
@@ -177,7 +210,8 @@ pub async fn prepare(
             let dir = agent_dir.join("volumes").join(&namespace).join(&claim.claim_name);
             if !dir.exists() {
                 std::fs::create_dir_all(&dir).map_err(|e| setup_err(&name, e))?;
-                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).map_err(|e| setup_err(&name, e))?;
+                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))
+                    .map_err(|e| setup_err(&name, e))?;
             }
             dir
         } else {
@@ -187,6 +221,13 @@ pub async fn prepare(
             std::fs::create_dir_all(&own_dir).map_err(|e| setup_err(&name, e))?;
             own_dir
         };
+        // hostPath volumes stay as the host has them, as in Kubernetes.
+        if let Some(gid) = fs_group.and_then(|g| u32::try_from(g).ok())
+            && v.host_path.is_none()
+        {
+            let writable = v.empty_dir.is_some() || v.persistent_volume_claim.is_some();
+            apply_fs_group(&name, &path, gid, writable)?;
+        }
         out.insert(name, path);
     }
     Ok(out)

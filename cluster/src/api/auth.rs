@@ -36,11 +36,7 @@ pub async fn authenticate(State(state): State<Arc<AppState>>, req: Request, next
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .is_some_and(|token| constant_time_eq(token.trim().as_bytes(), state.token_secret.as_bytes()));
-    if by_cert || by_token {
-        next.run(req).await
-    } else {
-        ApiError::unauthorized().into_response()
-    }
+    if by_cert || by_token { next.run(req).await } else { ApiError::unauthorized().into_response() }
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

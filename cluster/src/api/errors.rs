@@ -13,7 +13,8 @@ pub struct ApiError {
     pub code: u16,
     pub reason: String,
     pub message: String,
-    pub details: Option<Value>,
+    /// Boxed to keep `Result<_, ApiError>` small.
+    pub details: Option<Box<Value>>,
 }
 
 impl ApiError {
@@ -26,7 +27,7 @@ impl ApiError {
         if !group.is_empty() {
             details["group"] = json!(group);
         }
-        self.details = Some(details);
+        self.details = Some(Box::new(details));
         self
     }
 
@@ -99,7 +100,7 @@ impl ApiError {
             "code": self.code,
         });
         if let Some(details) = &self.details {
-            status["details"] = details.clone();
+            status["details"] = (**details).clone();
         }
         status
     }

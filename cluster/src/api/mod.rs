@@ -56,7 +56,12 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
-    pub fn new(store: Arc<WatchedStore>, ca_pem: String, token_secret: String, kubelet_tls: Arc<rustls::ClientConfig>) -> Self {
+    pub fn new(
+        store: Arc<WatchedStore>,
+        ca_pem: String,
+        token_secret: String,
+        kubelet_tls: Arc<rustls::ClientConfig>,
+    ) -> Self {
         Self { store, ca_pem, token_secret, kubelet_tls, alloc_lock: tokio::sync::Mutex::new(()) }
     }
 
@@ -68,10 +73,7 @@ impl AppState {
         namespace: Option<&str>,
         name: &str,
     ) -> Result<serde_json::Value, ApiError> {
-        let res = resources::RESOURCES
-            .iter()
-            .find(|r| r.plural == plural)
-            .ok_or_else(|| ApiError::path_not_found())?;
+        let res = resources::RESOURCES.iter().find(|r| r.plural == plural).ok_or_else(ApiError::path_not_found)?;
         Ok(self.get_obj(res, namespace, name).await?.0)
     }
 }

@@ -65,7 +65,9 @@ pub fn now_rfc3339() -> String {
 }
 
 fn rfc3339_after(seconds: i64) -> String {
-    let ts = jiff::Timestamp::now().checked_add(jiff::SignedDuration::from_secs(seconds)).unwrap_or_else(|_| jiff::Timestamp::now());
+    let ts = jiff::Timestamp::now()
+        .checked_add(jiff::SignedDuration::from_secs(seconds))
+        .unwrap_or_else(|_| jiff::Timestamp::now());
     ts.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
@@ -109,8 +111,10 @@ fn finalizers_empty(obj: &Value) -> bool {
 /// RFC 1123 subdomain (most names) or label (namespaces, services).
 fn name_error(name: &str, label_only: bool) -> Option<String> {
     let max = if label_only { 63 } else { 253 };
-    let ok_chars = name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || (!label_only && c == '.'));
-    let ok_ends = name.starts_with(|c: char| c.is_ascii_alphanumeric()) && name.ends_with(|c: char| c.is_ascii_alphanumeric());
+    let ok_chars =
+        name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || (!label_only && c == '.'));
+    let ok_ends =
+        name.starts_with(|c: char| c.is_ascii_alphanumeric()) && name.ends_with(|c: char| c.is_ascii_alphanumeric());
     if !name.is_empty() && name.len() <= max && ok_chars && ok_ends {
         return None;
     }
@@ -238,7 +242,11 @@ impl AppState {
         let given_name = m.get("name").and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
         let generate = m.get("generateName").and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
         if given_name.is_none() && generate.is_none() {
-            return Err(ApiError::invalid(res.kind, "", "metadata.name: Required value: name or generateName is required"));
+            return Err(ApiError::invalid(
+                res.kind,
+                "",
+                "metadata.name: Required value: name or generateName is required",
+            ));
         }
         if res.namespaced {
             let ns = ns.ok_or_else(|| ApiError::bad_request("the namespace of the object must be given in the URL"))?;
@@ -258,7 +266,9 @@ impl AppState {
         for field in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"] {
             m.remove(field);
         }
-        if obj.get("spec").is_some() || matches!(res.kind, "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" | "Job" | "Pod") {
+        if obj.get("spec").is_some()
+            || matches!(res.kind, "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" | "Job" | "Pod")
+        {
             meta(&mut obj).insert("generation".into(), json!(1));
         }
         defaults::apply(res.group, res.kind, &mut obj);
@@ -322,7 +332,14 @@ impl AppState {
     /// Read-modify-write with optimistic concurrency. `f` maps the current object to the desired one; when
     /// the desired object names a resourceVersion different from what `f` was given (a PUT from a client
     /// that read an older version), the update fails with 409 Conflict; otherwise a lost race is retried.
-    pub async fn update_with<F>(&self, res: &Resource, ns: Option<&str>, name: &str, sub: Sub, mut f: F) -> ApiResult<Value>
+    pub async fn update_with<F>(
+        &self,
+        res: &Resource,
+        ns: Option<&str>,
+        name: &str,
+        sub: Sub,
+        mut f: F,
+    ) -> ApiResult<Value>
     where
         F: FnMut(&Value) -> ApiResult<Value>,
     {
@@ -354,7 +371,9 @@ impl AppState {
                     Ok(_) => Ok(new),
                     Err(StoreError::Conflict { .. }) if !strict => continue,
                     Err(StoreError::Conflict { .. }) => Err(conflict()),
-                    Err(StoreError::NotFound) => Err(ApiError::not_found(&res.qualified(), name, res.group, res.plural)),
+                    Err(StoreError::NotFound) => {
+                        Err(ApiError::not_found(&res.qualified(), name, res.group, res.plural))
+                    }
                     Err(err) => Err(ApiError::from_store(err)),
                 };
             }
@@ -452,7 +471,13 @@ impl AppState {
     /// Deletes an object as kube-apiserver does: preconditions, graceful pod deletion, finalizers and
     /// namespace termination leave the object in place with a deletionTimestamp; otherwise it is removed.
     /// Returns the object as it is after the call.
-    pub async fn delete_obj(&self, res: &Resource, ns: Option<&str>, name: &str, opts: &DeleteOptions) -> ApiResult<Value> {
+    pub async fn delete_obj(
+        &self,
+        res: &Resource,
+        ns: Option<&str>,
+        name: &str,
+        opts: &DeleteOptions,
+    ) -> ApiResult<Value> {
         for _attempt in 0..32 {
             let (current, rev) = self.get_obj(res, ns, name).await?;
             if let Some(uid) = &opts.precondition_uid {
@@ -471,7 +496,9 @@ impl AppState {
                 return Err(ApiError::conflict_message(
                     &res.qualified(),
                     name,
-                    &format!("Precondition failed: ResourceVersion in precondition: {wanted}, ResourceVersion in meta: {rev}"),
+                    &format!(
+                        "Precondition failed: ResourceVersion in precondition: {wanted}, ResourceVersion in meta: {rev}"
+                    ),
                 ));
             }
             let deleting = current.pointer("/metadata/deletionTimestamp").is_some();
@@ -568,7 +595,8 @@ impl AppState {
     async fn allocate_service(&self, svc: &mut Value, old: Option<&Value>) -> ApiResult<()> {
         let services = resources::find("", "v1", "services").expect("services are served");
         let prefix = services.prefix();
-        let (kvs, _) = self.blocking(move |s| s.store().list(&prefix, None, None, None)).await.map_err(ApiError::from_store)?;
+        let (kvs, _) =
+            self.blocking(move |s| s.store().list(&prefix, None, None, None)).await.map_err(ApiError::from_store)?;
         let own_uid = old.and_then(|o| str_at(o, "/metadata/uid")).map(str::to_string);
         let mut used_ips = HashSet::new();
         let mut used_ports = HashSet::new();
@@ -603,28 +631,32 @@ impl AppState {
                     return Err(ApiError::invalid(
                         "Service",
                         &name,
-                        &format!("spec.clusterIPs: Invalid value: []string{{\"{ip}\"}}: failed to allocate IP {ip}: the provided IP ({ip}) is not in the valid range. The range of valid IPs is 10.43.0.0/16"),
+                        &format!(
+                            "spec.clusterIPs: Invalid value: []string{{\"{ip}\"}}: failed to allocate IP {ip}: the provided IP ({ip}) is not in the valid range. The range of valid IPs is 10.43.0.0/16"
+                        ),
                     ));
                 }
                 if used_ips.contains(ip) {
                     return Err(ApiError::invalid(
                         "Service",
                         &name,
-                        &format!("spec.clusterIPs: Invalid value: []string{{\"{ip}\"}}: failed to allocate IP {ip}: provided IP is already allocated"),
+                        &format!(
+                            "spec.clusterIPs: Invalid value: []string{{\"{ip}\"}}: failed to allocate IP {ip}: provided IP is already allocated"
+                        ),
                     ));
                 }
                 ip.to_string()
             }
             None => match old_ip {
                 Some(ip) => ip,
-                None => allocate_ip(&used_ips).ok_or_else(|| {
-                    ApiError::internal("failed to allocate a serviceIP: range is full".to_string())
-                })?,
+                None => allocate_ip(&used_ips)
+                    .ok_or_else(|| ApiError::internal("failed to allocate a serviceIP: range is full".to_string()))?,
             },
         };
         spec["clusterIP"] = json!(ip);
         spec["clusterIPs"] = json!([ip]);
-        let old_ports: Vec<Value> = old.and_then(|o| o.pointer("/spec/ports")).and_then(Value::as_array).cloned().unwrap_or_default();
+        let old_ports: Vec<Value> =
+            old.and_then(|o| o.pointer("/spec/ports")).and_then(Value::as_array).cloned().unwrap_or_default();
         let wants_node_ports = ty == "NodePort" || ty == "LoadBalancer";
         if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
             for port in ports.iter_mut() {
@@ -646,7 +678,9 @@ impl AppState {
                         return Err(ApiError::invalid(
                             "Service",
                             &name,
-                            &format!("spec.ports[0].nodePort: Invalid value: {p}: provided port is not in the valid range. The range of valid ports is 30000-32767"),
+                            &format!(
+                                "spec.ports[0].nodePort: Invalid value: {p}: provided port is not in the valid range. The range of valid ports is 30000-32767"
+                            ),
                         ));
                     }
                     used_ports.insert(p);
@@ -660,8 +694,9 @@ impl AppState {
                     .filter(|p| !used_ports.contains(p));
                 let p = match reused {
                     Some(p) => p,
-                    None => allocate_port(&used_ports)
-                        .ok_or_else(|| ApiError::internal("failed to allocate a nodePort: range is full".to_string()))?,
+                    None => allocate_port(&used_ports).ok_or_else(|| {
+                        ApiError::internal("failed to allocate a nodePort: range is full".to_string())
+                    })?,
                 };
                 used_ports.insert(p);
                 port["nodePort"] = json!(p);

@@ -21,6 +21,8 @@ pub struct Resource {
     pub all: bool,
 }
 
+// One positional constructor keeps the table below to one readable line per resource.
+#[allow(clippy::too_many_arguments)]
 const fn r(
     group: &'static str,
     version: &'static str,
@@ -46,7 +48,18 @@ pub static RESOURCES: &[Resource] = &[
     r("", "v1", "Event", "events", "event", true, &["ev"], false, false, false),
     r("", "v1", "ConfigMap", "configmaps", "configmap", true, &["cm"], false, false, false),
     r("", "v1", "Secret", "secrets", "secret", true, &[], false, false, false),
-    r("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", "persistentvolumeclaim", true, &["pvc"], true, false, false),
+    r(
+        "",
+        "v1",
+        "PersistentVolumeClaim",
+        "persistentvolumeclaims",
+        "persistentvolumeclaim",
+        true,
+        &["pvc"],
+        true,
+        false,
+        false,
+    ),
     r("", "v1", "PersistentVolume", "persistentvolumes", "persistentvolume", false, &["pv"], true, false, false),
     r("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", true, &["sa"], false, false, false),
     r("apps", "v1", "Deployment", "deployments", "deployment", true, &["deploy"], true, true, true),
@@ -56,7 +69,18 @@ pub static RESOURCES: &[Resource] = &[
     r("batch", "v1", "Job", "jobs", "job", true, &[], true, false, true),
     r("batch", "v1", "CronJob", "cronjobs", "cronjob", true, &["cj"], true, false, true),
     r("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", true, &[], false, false, false),
-    r("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", "networkpolicy", true, &["netpol"], false, false, false),
+    r(
+        "networking.k8s.io",
+        "v1",
+        "NetworkPolicy",
+        "networkpolicies",
+        "networkpolicy",
+        true,
+        &["netpol"],
+        false,
+        false,
+        false,
+    ),
     r("coordination.k8s.io", "v1", "Lease", "leases", "lease", true, &[], false, false, false),
     r("events.k8s.io", "v1", "Event", "events", "event", true, &["ev"], false, false, false),
 ];

@@ -47,10 +47,9 @@ fn valid_label_key(key: &str) -> bool {
 
 fn parse_set(rest: &str, selector: &str) -> Result<Vec<String>, ApiError> {
     let rest = rest.trim();
-    let inner = rest
-        .strip_prefix('(')
-        .and_then(|r| r.strip_suffix(')'))
-        .ok_or_else(|| ApiError::bad_request(format!("unable to parse requirement: found '{rest}', expected: '(' in \"{selector}\"")))?;
+    let inner = rest.strip_prefix('(').and_then(|r| r.strip_suffix(')')).ok_or_else(|| {
+        ApiError::bad_request(format!("unable to parse requirement: found '{rest}', expected: '(' in \"{selector}\""))
+    })?;
     Ok(inner.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect())
 }
 
@@ -62,7 +61,8 @@ impl LabelSelector {
             if part.is_empty() {
                 continue;
             }
-            let bad = || ApiError::bad_request(format!("unable to parse requirement: invalid label selector \"{selector}\""));
+            let bad =
+                || ApiError::bad_request(format!("unable to parse requirement: invalid label selector \"{selector}\""));
             let req = if let Some(key) = part.strip_prefix('!') {
                 LabelReq::NotExists(key.trim().to_string())
             } else if let Some((k, v)) = part.split_once("!=") {
@@ -134,7 +134,9 @@ impl FieldSelector {
             } else if let Some((k, v)) = part.split_once('=') {
                 (k, true, v)
             } else {
-                return Err(ApiError::bad_request(format!("invalid selector: '{selector}'; can't understand '{part}'")));
+                return Err(ApiError::bad_request(format!(
+                    "invalid selector: '{selector}'; can't understand '{part}'"
+                )));
             };
             reqs.push((path.trim().to_string(), equal, value.trim().to_string()));
         }
@@ -176,7 +178,17 @@ mod tests {
     #[test]
     fn label_selector_syntax() {
         let obj = json!({"metadata": {"labels": {"app": "web", "tier": "front"}}});
-        let yes = ["app=web", "app==web", "app!=db", "app in (web, db)", "tier notin (back)", "app", "!missing", "app=web,tier=front", "missing notin (x)"];
+        let yes = [
+            "app=web",
+            "app==web",
+            "app!=db",
+            "app in (web, db)",
+            "tier notin (back)",
+            "app",
+            "!missing",
+            "app=web,tier=front",
+            "missing notin (x)",
+        ];
         for s in yes {
             assert!(LabelSelector::parse(s).unwrap().matches(&obj), "{s}");
         }

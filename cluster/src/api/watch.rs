@@ -53,7 +53,8 @@ pub async fn watch(state: Arc<AppState>, res: &'static Resource, req: WatchReque
         let mut watcher = Watcher { state, res, req, tx, last: 0 };
         watcher.run(start, rx_events).await;
     });
-    let body = Body::from_stream(futures::StreamExt::map(ReceiverStream::new(rx), Ok::<Bytes, std::convert::Infallible>));
+    let body =
+        Body::from_stream(futures::StreamExt::map(ReceiverStream::new(rx), Ok::<Bytes, std::convert::Infallible>));
     Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
@@ -131,7 +132,8 @@ impl Watcher {
 
     /// Synthetic ADDED events for every current object, then the watch continues from the list's revision.
     async fn send_current(&mut self) -> Result<(), Gone> {
-        let opts = ListOptions { labels: self.req.labels.clone(), fields: self.req.fields.clone(), ..Default::default() };
+        let opts =
+            ListOptions { labels: self.req.labels.clone(), fields: self.req.fields.clone(), ..Default::default() };
         match self.state.list_objs(self.res, self.req.namespace.as_deref(), &opts).await {
             Ok(page) => {
                 self.last = page.revision;

@@ -302,6 +302,9 @@ async fn reconcile(deploy: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Err
         }
     };
 
+    // Recreate waits for the old pods to be gone; their final deletion changes no ReplicaSet (its status
+    // already says 0), so nothing would wake this Deployment: poll while waiting.
+    let mut waiting_for_old_pods = false;
     if spec.paused != Some(true) {
         let new_counts = rs_counts(&new_rs);
         let old_counts: Vec<RsCounts> = owned.iter().map(rs_counts).collect();
@@ -318,6 +321,7 @@ async fn reconcile(deploy: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Err
                     .filter(|p| old_uids.iter().any(|u| controlled_by(&p.metadata, u)))
                     .count();
             }
+            waiting_for_old_pods = left > 0;
             plan_recreate(desired, &old_counts, left)
         } else {
             plan_rolling(desired, max_surge, max_unavailable, &new_counts, &old_counts)
@@ -356,6 +360,9 @@ async fn reconcile(deploy: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Err
     if deploy.annotations().get(REVISION) != Some(&rev) {
         let patch = json!({"metadata": {"annotations": {REVISION: rev}}});
         dapi.patch(&deploy.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    }
+    if waiting_for_old_pods {
+        return Ok(Action::requeue(Duration::from_millis(300)));
     }
     Ok(Action::requeue(Duration::from_secs(300)))
 }

@@ -34,6 +34,9 @@ pub const MANAGED_BY_LABEL: &str = "endpointslice.kubernetes.io/managed-by";
 /// Our value for [`MANAGED_BY_LABEL`], the same as kube-controller-manager's.
 pub const MANAGED_BY: &str = "endpointslice-controller.k8s.io";
 
+/// Endpoints per slice, kube-controller-manager's default (`--max-endpoints-per-slice`).
+pub const MAX_ENDPOINTS_PER_SLICE: usize = 100;
+
 /// Runs the EndpointSlice controller until the process ends.
 pub async fn run(client: kube::Client) {
     let ctx = Arc::new(Ctx { client: client.clone() });
@@ -151,7 +154,14 @@ pub fn desired_slices(svc: &Service, pods: &[Pod]) -> Vec<EndpointSlice> {
     if groups.is_empty() {
         return vec![slice("", None, vec![])];
     }
-    groups.into_iter().map(|(key, (ports, eps))| slice(&key, Some(ports), eps)).collect()
+    let mut out = vec![];
+    for (key, (ports, eps)) in groups {
+        for (i, chunk) in eps.chunks(MAX_ENDPOINTS_PER_SLICE).enumerate() {
+            let key = if i == 0 { key.clone() } else { format!("{key}#{i}") };
+            out.push(slice(&key, Some(ports.clone()), chunk.to_vec()));
+        }
+    }
+    out
 }
 
 /// The legacy Endpoints object: ready addresses and not-ready ones; terminating pods are left out unless
@@ -346,6 +356,17 @@ mod tests {
         assert_eq!(empty.len(), 1);
         assert!(empty[0].endpoints.is_empty());
         assert!(empty[0].ports.is_none());
+    }
+
+    #[test]
+    fn large_services_are_split_into_slices_of_100() {
+        let pods: Vec<Pod> = (0..250)
+            .map(|i| pod(&format!("p{i:03}"), &format!("10.42.{}.{}", i / 200, i % 200 + 2), true, false, true))
+            .collect();
+        let slices = desired_slices(&svc(), &pods);
+        assert_eq!(slices.iter().map(|s| s.endpoints.len()).collect::<Vec<_>>(), vec![100, 100, 50]);
+        let names: std::collections::BTreeSet<_> = slices.iter().map(|s| s.name_any()).collect();
+        assert_eq!(names.len(), 3);
     }
 
     #[test]

@@ -48,7 +48,22 @@ pub fn ingress_for(nodes: &[Node]) -> Vec<LoadBalancerIngress> {
 }
 
 async fn reconcile(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    if !is_load_balancer(&svc) || svc.metadata.deletion_timestamp.is_some() {
+    if svc.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let api: Api<Service> = Api::namespaced(ctx.client.clone(), &svc.namespace().unwrap_or_default());
+    let have = svc
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.clone())
+        .unwrap_or_default();
+    if !is_load_balancer(&svc) {
+        // No longer a LoadBalancer (type changed): the addresses we published no longer answer for it.
+        if !have.is_empty() {
+            let patch = json!({"status": {"loadBalancer": {"ingress": null}}});
+            api.patch_status(&svc.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        }
         return Ok(Action::await_change());
     }
     let nodes = Api::<Node>::all(ctx.client.clone()).list(&ListParams::default()).await?.items;

@@ -17,12 +17,12 @@ use futures::StreamExt;
 use hickory_proto::op::{Header, HeaderCounts, Metadata, ResponseCode};
 use hickory_proto::rr::rdata::{A, SOA, SRV};
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
+use hickory_server::Server;
 use hickory_server::net::runtime::{Time, TokioRuntimeProvider};
-use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::resolver::config::NameServerConfig;
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::store::forwarder::{ForwardConfig, ForwardZoneHandler};
 use hickory_server::zone_handler::{Catalog, MessageResponseBuilder};
-use hickory_server::Server;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::Api;
@@ -75,13 +75,7 @@ impl ClusterDns {
                 TTL,
             )),
         );
-        ClusterDns {
-            index,
-            ready,
-            zone: LowerName::from(origin),
-            soa,
-            forward: forwarder(upstream),
-        }
+        ClusterDns { index, ready, zone: LowerName::from(origin), soa, forward: forwarder(upstream) }
     }
 }
 
@@ -163,7 +157,7 @@ impl RequestHandler for ClusterDns {
             return response.send_response(msg).await.unwrap_or_else(|_| failed(request, ResponseCode::ServFail));
         }
         let answer = self.index.read().expect("dns index lock").lookup(&qname.to_string());
-        let name = Name::from(info.query.original().name().clone());
+        let name = info.query.original().name().clone();
         let qtype = info.query.query_type();
         let mut metadata = Metadata::response_from_request(&request.metadata);
         metadata.authoritative = true;
@@ -187,7 +181,7 @@ impl RequestHandler for ClusterDns {
         // A negative answer (NXDOMAIN, or no record of this type) carries the SOA, whose minimum TTL
         // bounds how long the client caches the miss.
         let soa: Vec<&Record> = if answers.is_empty() { vec![&self.soa] } else { Vec::new() };
-        let msg = builder.build(metadata, answers.iter(), std::iter::empty(), soa.into_iter(), std::iter::empty());
+        let msg = builder.build(metadata, answers.iter(), std::iter::empty(), soa, std::iter::empty());
         match response.send_response(msg).await {
             Ok(info) => info,
             Err(e) => {
@@ -385,7 +379,11 @@ mod tests {
                 for query in &q.queries {
                     r.add_query(query.clone());
                     if query.query_type() == RecordType::A {
-                        r.add_answer(Record::from_rdata(query.name().clone(), 60, RData::A(A("192.0.2.7".parse().unwrap()))));
+                        r.add_answer(Record::from_rdata(
+                            query.name().clone(),
+                            60,
+                            RData::A(A("192.0.2.7".parse().unwrap())),
+                        ));
                     }
                 }
                 let _ = sock.send_to(&r.to_vec().unwrap(), peer).await;

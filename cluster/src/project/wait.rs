@@ -80,7 +80,7 @@ pub fn evaluate(workload: &Value, pods: &[Pod]) -> State {
     if wanted == 0 {
         return State::Healthy;
     }
-    let ready = live.iter().filter(|p| is_ready(p)).count() as i64;
+    let ready = live.iter().filter(|p| is_ready(p) && settled(p)).count() as i64;
     let running = live.iter().filter(|p| is_running(p)).count() as i64;
     if ready >= wanted {
         State::Healthy
@@ -125,6 +125,27 @@ fn phase(pod: &Pod) -> &str {
 
 fn first_container(pod: &Pod) -> Option<String> {
     pod.spec.as_ref().and_then(|s| s.containers.first()).map(|c| c.name.clone())
+}
+
+/// How long a container without a readiness probe must have run before it counts as healthy: a
+/// container that exits at once would otherwise look ready for an instant (compose's `--wait` fails on
+/// a container that exits; so do we).
+const SETTLE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Whether a Ready pod is past the point where it could still be a container exiting at start.
+fn settled(pod: &Pod) -> bool {
+    let Some(spec) = pod.spec.as_ref() else { return true };
+    if spec.containers.iter().all(|c| c.readiness_probe.is_some()) {
+        return true;
+    }
+    let now = jiff::Timestamp::now();
+    let statuses = pod.status.as_ref().and_then(|s| s.container_statuses.as_ref());
+    statuses.is_some_and(|cs| {
+        cs.iter().all(|c| {
+            let started = c.state.as_ref().and_then(|s| s.running.as_ref()).and_then(|r| r.started_at.as_ref());
+            started.is_some_and(|t| now.duration_since(t.0).unsigned_abs() >= SETTLE)
+        })
+    })
 }
 
 pub fn is_ready(pod: &Pod) -> bool {
@@ -285,7 +306,7 @@ mod tests {
             "status": {"phase": "Running",
               "conditions": [{"type": "Ready", "status": if ready {"True"} else {"False"}}],
               "containerStatuses": [{"name": "web", "ready": ready, "restartCount": 0, "image": "x", "imageID": "",
-                "state": {"running": {}}}]}}))
+                "state": {"running": {"startedAt": "2020-01-01T00:00:00Z"}}}]}}))
     }
 
     #[test]
@@ -296,6 +317,16 @@ mod tests {
         assert!(matches!(evaluate(&d, &[]), State::NotYet(_)));
         let two = json!({"kind": "Deployment", "spec": {"replicas": 2}});
         assert!(matches!(evaluate(&two, &[running(true)]), State::NotYet(_)));
+    }
+
+    #[test]
+    fn a_container_that_just_started_is_not_yet_healthy() {
+        let mut p = running(true);
+        let now = jiff::Timestamp::now().to_string();
+        let status = p.status.as_mut().unwrap().container_statuses.as_mut().unwrap();
+        status[0].state = serde_json::from_value(json!({"running": {"startedAt": now}})).unwrap();
+        let d = json!({"kind": "Deployment", "spec": {"replicas": 1}});
+        assert_eq!(evaluate(&d, &[p]), State::Started);
     }
 
     #[test]

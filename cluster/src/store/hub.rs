@@ -76,7 +76,9 @@ impl WatchedStore {
             }
             // The write is durable; only its notification failed. Watchers that miss it would silently
             // diverge, so log loudly; a compaction racing here cannot happen (it takes the same lock).
-            Err(err) => tracing::error!(%key, revision, error = %err, "could not read back a committed write for watchers"),
+            Err(err) => {
+                tracing::error!(%key, revision, error = %err, "could not read back a committed write for watchers")
+            }
         }
         Ok(revision)
     }

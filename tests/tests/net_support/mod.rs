@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 /// A unique id for names of this test run.
 pub fn unique() -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     format!("{:x}{:04x}", std::process::id() & 0xffff, nanos & 0xffff)
 }
 
@@ -42,7 +43,8 @@ impl ApiServer {
         let server = ApiServer { data_dir, child };
         let deadline = Instant::now() + Duration::from_secs(60);
         while !(server.kubeconfig().exists()
-            && TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_millis(200)).is_ok())
+            && TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_millis(200))
+                .is_ok())
         {
             assert!(Instant::now() < deadline, "server did not start: {}", server.log());
             std::thread::sleep(Duration::from_millis(100));

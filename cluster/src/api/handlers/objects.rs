@@ -24,16 +24,23 @@ async fn read_json(req: Request) -> ApiResult<Value> {
         return Err(ApiError::new(
             415,
             "UnsupportedMediaType",
-            format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {content_type})"),
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {content_type})"
+            ),
         ));
     }
     let bytes = read_body(req).await?;
-    serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))
 }
 
 async fn read_body(req: Request) -> ApiResult<axum::body::Bytes> {
     axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES).await.map_err(|_| {
-        ApiError::new(413, "RequestEntityTooLarge", format!("the request body is too large (the limit is {MAX_BODY_BYTES} bytes)"))
+        ApiError::new(
+            413,
+            "RequestEntityTooLarge",
+            format!("the request body is too large (the limit is {MAX_BODY_BYTES} bytes)"),
+        )
     })
 }
 
@@ -248,7 +255,8 @@ async fn delete_options(req: Request) -> ApiResult<DeleteOptions> {
     let body: Value = if bytes.iter().all(u8::is_ascii_whitespace) {
         json!({})
     } else {
-        serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("DeleteOptions are not valid JSON: {e}")))?
+        serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::bad_request(format!("DeleteOptions are not valid JSON: {e}")))?
     };
     let mut opts = DeleteOptions {
         grace_period_seconds: body.get("gracePeriodSeconds").and_then(Value::as_i64),
@@ -269,7 +277,9 @@ async fn delete_options(req: Request) -> ApiResult<DeleteOptions> {
     if let Some(policy) = &opts.propagation_policy
         && !matches!(policy.as_str(), "Background" | "Foreground" | "Orphan")
     {
-        return Err(ApiError::bad_request(format!("propagationPolicy {policy:?} is not one of Background, Foreground, Orphan")));
+        return Err(ApiError::bad_request(format!(
+            "propagationPolicy {policy:?} is not one of Background, Foreground, Orphan"
+        )));
     }
     Ok(opts)
 }
@@ -347,11 +357,14 @@ pub async fn update_scale(state: Arc<AppState>, target: Target, req: Request) ->
                 Some(kind) => apply_patch(&scale_of(current), kind, &body)?,
                 None => body.clone(),
             };
-            let replicas = scale
-                .pointer("/spec/replicas")
-                .and_then(Value::as_i64)
-                .filter(|r| *r >= 0)
-                .ok_or_else(|| ApiError::invalid("Scale", &name, "spec.replicas: Invalid value: must be greater than or equal to 0"))?;
+            let replicas =
+                scale.pointer("/spec/replicas").and_then(Value::as_i64).filter(|r| *r >= 0).ok_or_else(|| {
+                    ApiError::invalid(
+                        "Scale",
+                        &name,
+                        "spec.replicas: Invalid value: must be greater than or equal to 0",
+                    )
+                })?;
             let mut next = current.clone();
             next["spec"]["replicas"] = json!(replicas);
             if let Some(rv) = scale.pointer("/metadata/resourceVersion").filter(|_| !is_patch) {
@@ -375,7 +388,8 @@ pub async fn bind(state: Arc<AppState>, target: Target, req: Request) -> ApiResu
     let name = name_of(&target).to_string();
     state
         .update_with(target.res, target.namespace.as_deref(), &name, Sub::Any, |current| {
-            if let Some(existing) = current.pointer("/spec/nodeName").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+            if let Some(existing) = current.pointer("/spec/nodeName").and_then(Value::as_str).filter(|s| !s.is_empty())
+            {
                 return Err(ApiError::conflict_message(
                     "pods",
                     &name,
@@ -383,7 +397,11 @@ pub async fn bind(state: Arc<AppState>, target: Target, req: Request) -> ApiResu
                 ));
             }
             if current.pointer("/metadata/deletionTimestamp").is_some() {
-                return Err(ApiError::conflict_message("pods", &name, "pod is being deleted, cannot be assigned to a host"));
+                return Err(ApiError::conflict_message(
+                    "pods",
+                    &name,
+                    "pod is being deleted, cannot be assigned to a host",
+                ));
             }
             let mut next = current.clone();
             next["spec"]["nodeName"] = json!(node);
