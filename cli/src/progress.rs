@@ -24,7 +24,14 @@ impl Lines {
 fn is_final(step: &Step) -> bool {
     matches!(
         step,
-        Step::Built | Step::Healthy | Step::Completed | Step::Removed | Step::Orphan | Step::Started | Step::Unchanged
+        Step::Built
+            | Step::Healthy
+            | Step::Completed
+            | Step::Stopped
+            | Step::Removed
+            | Step::Orphan
+            | Step::Started
+            | Step::Unchanged
     )
 }
 

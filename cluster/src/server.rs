@@ -203,12 +203,12 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
         api::tls::client_config(&creds.ca.cert_pem, &creds.kubelet_client.cert_pem, &creds.kubelet_client.key_pem)?;
     let state =
         Arc::new(AppState::new(store.clone(), creds.ca.cert_pem.clone(), creds.token_secret.clone(), kubelet_tls));
-    state.bootstrap(config.listen.port()).await.map_err(|e| ServerError::Bootstrap(e.to_string()))?;
-
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServerError::Listen { addr: config.listen, source })?;
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(config.listen.port());
+    state.bootstrap(node_ip, port).await.map_err(|e| ServerError::Bootstrap(e.to_string()))?;
+
     let host = if config.listen.ip().is_unspecified() { IpAddr::V4(Ipv4Addr::LOCALHOST) } else { config.listen.ip() };
     let url = format!("https://{}", SocketAddr::new(host, port));
     pki::write_private(

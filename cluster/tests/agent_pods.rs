@@ -330,6 +330,18 @@ struct Env {
     dir: PathBuf,
 }
 
+impl Drop for Env {
+    /// Unmounts what the agent mounted under the test's data dir (memory-backed emptyDirs) if a failed test
+    /// left a pod behind, so the temporary directory can go.
+    fn drop(&mut self) {
+        let prefix = self.dir.display().to_string();
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        for point in mounts.lines().filter_map(|l| l.split_whitespace().nth(4)).filter(|p| p.starts_with(&prefix)) {
+            let _ = Command::new("umount").arg("-l").arg(point).status();
+        }
+    }
+}
+
 fn env() -> Env {
     let id = rand_id();
     let ns = format!("flt-{id}");
@@ -454,8 +466,10 @@ fn pods_get_ips_talk_to_each_other_and_stop_gracefully() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         assert!(containers_of(&uid).is_empty(), "containers of web are left: {}", containers_of(&uid));
-        let ipam = std::fs::read_to_string(c.data_dir.join("agent/ipam.json")).unwrap();
-        assert!(!ipam.contains(&web_ip), "the address {web_ip} was not released: {ipam}");
+        let ipam: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(c.data_dir.join("agent/ipam.json")).unwrap()).unwrap();
+        assert!(ipam["allocations"].get(&web_ip).is_none(), "the address {web_ip} was not released: {ipam}");
+        assert!(ipam["allocations"].get(&client_ip).is_some(), "{ipam}");
         pods.delete("client", &DeleteParams::default()).await.unwrap();
     });
 }
@@ -479,6 +493,31 @@ fn crashing_containers_back_off_and_logs_and_exec_work() {
             .unwrap();
         pods.create(&PostParams::default(), &spec("once", json!(["sh", "-c", "echo done"]), "Never")).await.unwrap();
         pods.create(&PostParams::default(), &spec("shell", json!(["sleep", "3600"]), "Always")).await.unwrap();
+        let probed = |name: &str, cmd: &str, probes: serde_json::Value| {
+            let mut container =
+                json!({"name": "main", "image": image, "imagePullPolicy": "Never", "command": ["sh", "-c", cmd]});
+            for (k, v) in probes.as_object().unwrap() {
+                container[k] = v.clone();
+            }
+            pod(
+                json!({"metadata": {"name": name}, "spec": {"nodeName": node, "terminationGracePeriodSeconds": 1, "containers": [container]}}),
+            )
+        };
+        // Liveness: the file goes away after 2 s, the probe fails, the container is restarted.
+        let sick = probed(
+            "sick",
+            "touch /tmp/alive; sleep 2; rm /tmp/alive; exec sleep 3600",
+            json!({"livenessProbe": {"exec": {"command": ["cat", "/tmp/alive"]}, "periodSeconds": 1, "failureThreshold": 1}}),
+        );
+        pods.create(&PostParams::default(), &sick).await.unwrap();
+        // Startup: not started (so not ready) until the probe passes after about 2 s.
+        let slow = probed(
+            "slow",
+            "sleep 2; touch /tmp/up; exec sleep 3600",
+            json!({"startupProbe": {"exec": {"command": ["test", "-f", "/tmp/up"]}, "periodSeconds": 1, "failureThreshold": 30},
+                   "readinessProbe": {"exec": {"command": ["true"]}, "periodSeconds": 1}}),
+        );
+        pods.create(&PostParams::default(), &slow).await.unwrap();
         let missing = pod(json!({
             "metadata": {"name": "missing"},
             "spec": {"nodeName": node, "containers": [
@@ -515,6 +554,17 @@ fn crashing_containers_back_off_and_logs_and_exec_work() {
         let missing =
             wait_pod(&pods, "missing", "ErrImageNeverPull", 60, |p| waiting_reason(p) == "ErrImageNeverPull").await;
         assert_eq!(phase(&missing), "Pending");
+
+        let sick = wait_pod(&pods, "sick", "restarted by its liveness probe", 60, |p| {
+            p.status.as_ref().and_then(|s| s.container_statuses.as_ref()).is_some_and(|c| {
+                c[0].restart_count >= 1 && c[0].last_state.as_ref().is_some_and(|l| l.terminated.is_some())
+            })
+        })
+        .await;
+        assert_eq!(phase(&sick), "Running");
+        let slow = wait_pod(&pods, "slow", "Ready", 60, |p| condition(p, "Ready")).await;
+        let cs = slow.status.unwrap().container_statuses.unwrap()[0].clone();
+        assert_eq!((cs.started, cs.ready, cs.restart_count), (Some(true), true, 0));
 
         // Logs, the previous instance's logs, tail, and errors for unknown containers.
         let (code, body) = kubelet_get(&c, "/containerLogs/default/crash/main").await;
@@ -565,7 +615,7 @@ fn crashing_containers_back_off_and_logs_and_exec_work() {
         };
         assert!(refused.await.is_err(), "a client without a certificate got an answer");
 
-        for name in ["crash", "once", "shell", "missing"] {
+        for name in ["crash", "once", "shell", "missing", "sick", "slow"] {
             let _ = pods.delete(name, &DeleteParams::default()).await;
         }
         let _: BTreeMap<(), ()> = BTreeMap::new();
@@ -690,6 +740,9 @@ fn volumes_security_context_host_settings_and_adoption() {
         assert_eq!(cs.container_id.as_deref(), Some(id.as_str()), "the container was replaced");
         assert_eq!(cs.restart_count, 0);
         assert_eq!(after.status.unwrap().pod_ip, running.status.unwrap().pod_ip);
+        // The adopted pod's volumes are still the ones its container sees.
+        let (out, err, _) = kubelet_exec(&c, "box", "main", &["cat", "/secret/password"], None).await;
+        assert_eq!(out, "s3cret", "{err}");
 
         // The claim's data outlives the pod; deleting the claim removes it.
         pods.delete("box", &DeleteParams::default()).await.unwrap();

@@ -29,7 +29,7 @@ impl Nft {
         if tx.is_empty() {
             return Ok(());
         }
-        let payload = tx.to_json().to_string();
+        let payload = tx.to_json_string();
         nftables::helper::apply_ruleset_raw_async(&payload, Some(&self.program), self.args.iter())
             .await
             .map(|_| ())

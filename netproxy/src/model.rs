@@ -221,6 +221,21 @@ impl Model {
         Model { ports }
     }
 
+    /// Stops publishing `port` for the given service (its loopback listener could not be had): the
+    /// LoadBalancer port or nodePort equal to it is dropped, the ClusterIP stays.
+    pub fn withdraw_published(&mut self, namespace: &str, service: &str, protocol: Protocol, port: u16) {
+        for p in self.ports.values_mut() {
+            if p.namespace == namespace && p.service == service && p.protocol == protocol {
+                if p.load_balancer_port == Some(port) {
+                    p.load_balancer_port = None;
+                }
+                if p.node_port == Some(port) {
+                    p.node_port = None;
+                }
+            }
+        }
+    }
+
     /// The service ports of one Service (for incremental updates and events).
     pub fn service(&self, namespace: &str, name: &str) -> impl Iterator<Item = &ServicePort> {
         self.ports.values().filter(move |p| p.namespace == namespace && p.service == name)

@@ -324,23 +324,36 @@ impl Transaction {
         self.objects.is_empty()
     }
 
-    /// The libnftables JSON document (`{"nftables": [...]}`).
+    /// The libnftables JSON document (`{"nftables": [...]}`), as text: what `nft -j -f -` reads.
+    /// Written object by object, without an intermediate `serde_json::Value` (several times faster
+    /// for thousands of services).
+    pub fn to_json_string(&self) -> String {
+        let mut out = String::from(r#"{"nftables":["#);
+        for (i, o) in self.objects.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            match o {
+                TxObject::Nf(obj) => out.push_str(&serde_json::to_string(obj).expect("nftables objects serialize")),
+                TxObject::VerdictMap { table, name, key, comment } => {
+                    let key = if key.len() == 1 { serde_json::json!(key[0]) } else { serde_json::json!(key) };
+                    let map = serde_json::json!({
+                        "add": {"map": {
+                            "family": "ip", "table": table, "name": name,
+                            "type": key, "map": "verdict", "comment": comment,
+                        }}
+                    });
+                    out.push_str(&map.to_string());
+                }
+            }
+        }
+        out.push_str("]}");
+        out
+    }
+
+    /// The same document as a `serde_json::Value` (for tests and inspection).
     pub fn to_json(&self) -> serde_json::Value {
-        let objects: Vec<serde_json::Value> = self
-            .objects
-            .iter()
-            .map(|o| match o {
-                TxObject::Nf(obj) => serde_json::to_value(obj).expect("nftables objects serialize"),
-                TxObject::VerdictMap { table, name, key, comment } => serde_json::json!({
-                    "add": {"map": {
-                        "family": "ip", "table": table, "name": name,
-                        "type": if key.len() == 1 { serde_json::json!(key[0]) } else { serde_json::json!(key) },
-                        "map": "verdict", "comment": comment,
-                    }}
-                }),
-            })
-            .collect();
-        serde_json::json!({ "nftables": objects })
+        serde_json::from_str(&self.to_json_string()).expect("our own JSON parses")
     }
 }
 

@@ -5,7 +5,7 @@
 //! `docker run -p` does. One listener per published (protocol, port); each TCP connection goes to a
 //! random ready endpoint and bytes are copied both ways; UDP keeps one upstream socket per client.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::{IpAddr, SocketAddr, SocketAddrV4};
 use std::sync::{Arc, RwLock};
@@ -49,6 +49,7 @@ type Owner = (String, String);
 
 struct Listener {
     owner: Owner,
+    ip: IpAddr,
     endpoints: Endpoints,
     task: JoinHandle<()>,
 }
@@ -59,12 +60,17 @@ pub struct LocalPorts {
     listeners: HashMap<(Protocol, u16), Listener>,
     /// Ports whose bind failed, with their owner: retried on every update, reported once.
     failed: HashMap<(Protocol, u16), Owner>,
+    /// Services that publish a port another service already publishes: reported once.
+    conflicts: HashSet<(Owner, Protocol, u16)>,
 }
 
 impl LocalPorts {
-    /// Listeners on `ip` (127.0.0.1 for the agent).
+    /// Listeners on `ip`. The agent uses 0.0.0.0, like docker-proxy: the listeners serve 127.0.0.1
+    /// (nftables catches every other address first), and binding the wildcard makes a port that any
+    /// other program holds, on any address, fail loudly. A port the compose file pinned to a loopback
+    /// address is bound on that address only.
     pub fn new(ip: IpAddr) -> LocalPorts {
-        LocalPorts { ip, listeners: HashMap::new(), failed: HashMap::new() }
+        LocalPorts { ip, listeners: HashMap::new(), failed: HashMap::new(), conflicts: HashSet::new() }
     }
 
     /// (protocol, port) of the listeners that are up.
@@ -74,47 +80,84 @@ impl LocalPorts {
         out
     }
 
+    /// Published ports this node does not serve for their service: the bind failed (another program
+    /// holds the port) or another service publishes the same port. The caller withdraws them from the
+    /// nftables rules too ([`Model::withdraw_published`]), so a port someone else holds is not hijacked,
+    /// as Docker refuses to publish a taken port.
+    pub fn unserved(&self) -> Vec<(String, String, Protocol, u16)> {
+        let mut out: Vec<_> = self
+            .failed
+            .iter()
+            .map(|(k, o)| (o.0.clone(), o.1.clone(), k.0, k.1))
+            .chain(self.conflicts.iter().map(|(o, proto, port)| (o.0.clone(), o.1.clone(), *proto, *port)))
+            .collect();
+        out.sort();
+        out
+    }
+
     /// Opens listeners for new published ports, updates the endpoints of existing ones and closes those
-    /// whose service is gone. Returns the ports that could not be bound and had not failed before.
+    /// whose service is gone. Returns the ports that could not be served and had not failed before.
     pub async fn update(&mut self, model: &Model) -> Vec<BindError> {
-        let mut desired: HashMap<(Protocol, u16), (Owner, Vec<SocketAddrV4>)> = HashMap::new();
+        let mut desired: HashMap<(Protocol, u16), (Owner, IpAddr, Vec<SocketAddrV4>)> = HashMap::new();
+        let mut conflicts = HashSet::new();
+        let mut errors = Vec::new();
         for p in model.ports.values() {
             if p.protocol == Protocol::Sctp {
                 continue;
             }
-            if let Some(port) = p.loopback_port() {
-                desired
-                    .entry((p.protocol, port))
-                    .or_insert_with(|| ((p.namespace.clone(), p.service.clone()), p.endpoints.clone()));
+            let Some(port) = p.loopback_port() else { continue };
+            let owner = (p.namespace.clone(), p.service.clone());
+            let ip = p.host_ip.filter(|ip| ip.is_loopback()).unwrap_or(self.ip);
+            match desired.get(&(p.protocol, port)) {
+                None => {
+                    desired.insert((p.protocol, port), (owner, ip, p.endpoints.clone()));
+                }
+                Some((first, _, _)) if *first != owner => {
+                    let key = (owner.clone(), p.protocol, port);
+                    if !self.conflicts.contains(&key) {
+                        errors.push(BindError {
+                            namespace: owner.0.clone(),
+                            service: owner.1.clone(),
+                            protocol: p.protocol,
+                            address: SocketAddr::new(ip, port),
+                            error: io::Error::new(
+                                io::ErrorKind::AddrInUse,
+                                format!("the port is already published by service {}/{}", first.0, first.1),
+                            ),
+                        });
+                    }
+                    conflicts.insert(key);
+                }
+                Some(_) => {}
             }
         }
-        // Close listeners that are no longer wanted, or now belong to another service.
+        self.conflicts = conflicts;
+        // Close listeners that are no longer wanted, or now belong to another service or address.
         self.listeners.retain(|key, l| {
-            let keep = desired.get(key).is_some_and(|(owner, _)| *owner == l.owner);
+            let keep = desired.get(key).is_some_and(|(owner, ip, _)| *owner == l.owner && *ip == l.ip);
             if !keep {
                 debug!(port = key.1, protocol = %key.0, "closing published port on loopback");
                 l.task.abort();
             }
             keep
         });
-        self.failed.retain(|key, owner| desired.get(key).is_some_and(|(o, _)| o == owner));
-        let mut errors = Vec::new();
-        for (key, (owner, endpoints)) in desired {
+        self.failed.retain(|key, owner| desired.get(key).is_some_and(|(o, _, _)| o == owner));
+        for (key, (owner, ip, endpoints)) in desired {
             if let Some(l) = self.listeners.get(&key) {
                 *l.endpoints.write().expect("endpoint lock") = endpoints;
                 continue;
             }
             let shared: Endpoints = Arc::new(RwLock::new(endpoints));
-            let addr = SocketAddr::new(self.ip, key.1);
+            let addr = SocketAddr::new(ip, key.1);
             let task = match key.0 {
                 Protocol::Tcp => TcpListener::bind(addr).await.map(|l| tokio::spawn(serve_tcp(l, shared.clone()))),
                 _ => UdpSocket::bind(addr).await.map(|s| tokio::spawn(serve_udp(Arc::new(s), shared.clone()))),
             };
             match task {
                 Ok(task) => {
-                    debug!(%addr, protocol = %key.0, "published port open on loopback");
+                    debug!(%addr, protocol = %key.0, "published port open");
                     self.failed.remove(&key);
-                    self.listeners.insert(key, Listener { owner, endpoints: shared, task });
+                    self.listeners.insert(key, Listener { owner, ip, endpoints: shared, task });
                 }
                 Err(error) => {
                     if self.failed.insert(key, owner.clone()).is_none() {
@@ -138,6 +181,7 @@ impl LocalPorts {
             l.task.abort();
         }
         self.failed.clear();
+        self.conflicts.clear();
     }
 }
 

@@ -79,6 +79,8 @@ impl Lab {
             run(&["ip", "-n", pod, "route", "add", "default", "via", "10.42.7.1"]);
             let listener = in_netns(pod, || TcpListener::bind("0.0.0.0:8080").expect("bind 8080 in pod"));
             std::thread::spawn(move || serve(listener, name));
+            let udp = in_netns(pod, || std::net::UdpSocket::bind("0.0.0.0:8080").expect("bind udp 8080 in pod"));
+            std::thread::spawn(move || serve_udp(udp, name));
         }
         lab
     }
@@ -100,6 +102,17 @@ fn serve(listener: TcpListener, name: &'static str) {
                 }
             }
         });
+    }
+}
+
+/// Answers every datagram with the pod's name and the datagram.
+fn serve_udp(sock: std::net::UdpSocket, name: &'static str) {
+    let mut buf = [0u8; 1500];
+    for _ in 0..10_000 {
+        let Ok((n, peer)) = sock.recv_from(&mut buf) else { continue };
+        let mut reply = format!("{name}:").into_bytes();
+        reply.extend_from_slice(&buf[..n]);
+        let _ = sock.send_to(&reply, peer);
     }
 }
 
@@ -295,7 +308,25 @@ fn localhost_listener_forwards_and_conflicts_fail() {
             assert_eq!(errors[0].error.kind(), ErrorKind::AddrInUse);
             assert!(errors[0].to_string().contains("127.0.0.1:18080"), "{}", errors[0]);
             assert!(other.update(&model(vec![published.clone()])).await.is_empty());
+            assert_eq!(other.unserved(), vec![("app".into(), "pub".into(), Protocol::Tcp, 18080)]);
             drop(other);
+
+            // Two services publishing one port: the first keeps it, the second is reported once and
+            // withdrawn from the rules.
+            let rival = port("rival", [10, 43, 0, 13], 8080, &[POD_B], Some(18080), None);
+            let both = model(vec![published.clone(), rival.clone()]);
+            let errors = ports.update(&both).await;
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            assert_eq!(errors[0].service, "rival");
+            assert!(errors[0].to_string().contains("already published by service app/pub"), "{}", errors[0]);
+            assert!(ports.update(&both).await.is_empty());
+            let mut withdrawn = both.clone();
+            for (ns, svc, proto, p) in ports.unserved() {
+                withdrawn.withdraw_published(&ns, &svc, proto, p);
+            }
+            let rival_port = withdrawn.service("app", "rival").next().unwrap();
+            assert_eq!(rival_port.load_balancer_port, None);
+            assert_eq!(withdrawn.service("app", "pub").next().unwrap().load_balancer_port, Some(18080));
 
             // The endpoints follow the model: now pod b.
             let moved = port("pub", [10, 43, 0, 12], 8080, &[POD_B], Some(18080), None);
@@ -308,16 +339,47 @@ fn localhost_listener_forwards_and_conflicts_fail() {
             .unwrap();
             assert_eq!(got.unwrap(), "b");
 
-            // The service goes: the port closes.
-            ports.update(&Model::default()).await;
-            tokio::task::yield_now().await;
-            let got = tokio::task::spawn_blocking({
+            // UDP: one upstream socket per client, replies relayed back.
+            let dns_like = ServicePort {
+                protocol: Protocol::Udp,
+                ..port("udp", [10, 43, 0, 14], 53, &[POD_A], Some(18053), None)
+            };
+            assert!(ports.update(&model(vec![published.clone(), dns_like])).await.is_empty());
+            let reply = tokio::task::spawn_blocking({
                 let node = node.clone();
-                move || ask(&node, sa([127, 0, 0, 1], 18080))
+                move || {
+                    in_netns(&node, || {
+                        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+                        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                        s.send_to(b"hello", "127.0.0.1:18053").unwrap();
+                        let mut buf = [0u8; 64];
+                        let n = s.recv(&mut buf).unwrap();
+                        String::from_utf8_lossy(&buf[..n]).to_string()
+                    })
+                }
             })
             .await
             .unwrap();
-            assert!(refused(got), "port still open after the service went");
+            assert_eq!(reply, "a:hello");
+
+            // The service goes: the port closes (the listener task is cancelled at its next poll).
+            ports.update(&Model::default()).await;
+            assert!(ports.bound().is_empty());
+            let mut closed = false;
+            for _ in 0..100 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let got = tokio::task::spawn_blocking({
+                    let node = node.clone();
+                    move || ask(&node, sa([127, 0, 0, 1], 18080))
+                })
+                .await
+                .unwrap();
+                if refused(got) {
+                    closed = true;
+                    break;
+                }
+            }
+            assert!(closed, "port still open after the service went");
         });
     });
     let _ = pods;

@@ -137,7 +137,16 @@ async fn make_node(client: &Client, name: &str, memory: &str) -> Node {
         "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}, {"type": "Hostname", "address": name}],
         "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "test node"}]
     }});
-    nodes.patch_status(name, &PatchParams::default(), &Patch::Merge(&status)).await.expect("node status")
+    // Node IPAM patches the same node meanwhile; a PATCH should not conflict (kube-apiserver retries it
+    // internally), but retry a few times in case the server answers 409.
+    for _ in 0..20 {
+        match nodes.patch_status(name, &PatchParams::default(), &Patch::Merge(&status)).await {
+            Ok(node) => return node,
+            Err(kube::Error::Api(s)) if s.code == 409 => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(e) => panic!("node status: {e}"),
+        }
+    }
+    panic!("node status: still conflicting after 20 attempts")
 }
 
 async fn make_namespace(client: &Client, name: &str) {
@@ -367,6 +376,43 @@ async fn recreate_starts_new_pods_only_after_old_ones_are_gone() {
     })
     .await;
     assert_ne!(new.labels().get("pod-template-hash"), old.labels().get("pod-template-hash"));
+}
+
+#[tokio::test]
+async fn many_deployments_converge_without_extra_pods() {
+    let server = Server::start();
+    let client = server.client().await;
+    let node = unique("node");
+    make_node(&client, &node, "8Gi").await;
+    let agent = spawn_fake_agent(client.clone(), node.clone());
+    let ns = unique("many");
+    make_namespace(&client, &ns).await;
+    let deploys: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let started = Instant::now();
+    for i in 0..10 {
+        deploys.create(&PostParams::default(), &deployment(&format!("svc{i}"), 3, "1")).await.expect("create");
+    }
+    wait_for("30 pods bound", || async {
+        let list = pods.list(&ListParams::default()).await.ok()?.items;
+        (list.len() == 30 && list.iter().all(|p| p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some()))
+            .then_some(())
+    })
+    .await;
+    eprintln!("30 pods bound after {:?}", started.elapsed());
+    wait_for("10 deployments with 3 available replicas each", || async {
+        let list = deploys.list(&ListParams::default()).await.ok()?.items;
+        list.iter().all(|d| d.status.as_ref().and_then(|s| s.available_replicas) == Some(3)).then_some(())
+    })
+    .await;
+    eprintln!("10 deployments x 3 replicas available after {:?}", started.elapsed());
+    // Exactly 30 pods: a reconcile that read a stale cache would have created more.
+    for _ in 0..5 {
+        let list = pods.list(&ListParams::default()).await.unwrap().items;
+        assert_eq!(list.len(), 30, "{:?}", list.iter().map(|p| p.name_any()).collect::<Vec<_>>());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    agent.abort();
 }
 
 #[tokio::test]

@@ -176,7 +176,7 @@ apiVersion: v1
 kind: Secret
 metadata: {{name: creds, namespace: {ns}}}
 type: Opaque
-stringData: {{password: hunter2}}
+data: {{password: aHVudGVyMg==}}
 ---
 apiVersion: v1
 kind: Service
@@ -385,17 +385,104 @@ fn kubectl_logs_and_exec_errors_come_from_the_api_server() {
     assert!(out.stderr_text().contains("pod lonely does not have a host assigned"), "{}", out.stderr_text());
 }
 
-/// `kubectl logs` and `kubectl exec` through the API server to a real node agent running a busybox pod.
-/// Tier node: the agent uses the root network namespace (bridge, nftables, port 10250), so this test
-/// belongs to nextest's `root-ns` group (its name ends in `_on_a_real_node` for the group's filter).
+/// A network namespace of our own for a server with its agent, so its bridge, nftables table and port
+/// 10250 never meet another test's (or the machine's); deleted on drop.
+struct Netns(String);
+
+impl Netns {
+    fn new(name: &str) -> Netns {
+        let ok = Command::new("ip").args(["netns", "add", name]).status().is_ok_and(|s| s.success())
+            && Command::new("ip").args(["-n", name, "link", "set", "lo", "up"]).status().is_ok_and(|s| s.success());
+        assert!(ok, "cannot create network namespace {name} (root needed)");
+        Netns(name.to_string())
+    }
+
+    fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net=/run/netns/{}", self.0)).arg(program);
+        cmd
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// Removes the Docker containers the agent made for the test node, even when the test failed.
+struct NodeContainers(String);
+
+impl Drop for NodeContainers {
+    fn drop(&mut self) {
+        let filter = format!("label=dev.flotilla.node={}", self.0);
+        if let Ok(out) = Command::new("docker").args(["ps", "-aq", "--filter", &filter]).output() {
+            let ids: Vec<String> = String::from_utf8_lossy(&out.stdout).split_whitespace().map(String::from).collect();
+            if !ids.is_empty() {
+                let _ = Command::new("docker").args(["rm", "-f"]).args(&ids).stdout(Stdio::null()).status();
+            }
+        }
+    }
+}
+
+/// A server process that gets SIGTERM on drop (its agent then stops its pods), then a bounded wait.
+struct GracefulChild(Child);
+
+impl Drop for GracefulChild {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.0.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `kubectl logs` and `kubectl exec` through the API server to a real node agent running a busybox pod:
+/// `flotilla server` with its agent runs in a network namespace of its own (tier node; parallel-safe).
 #[test]
 fn kubectl_logs_and_exec_on_a_real_node() {
     if common::skip_tier(Tier::Node) {
         return;
     }
     common::apps::ensure_base_images();
-    let cluster = common::cluster::Cluster::start();
-    let ns = unique_namespace();
+    let id = unique_namespace();
+    let netns = Netns::new(&id);
+    let _containers = NodeContainers(id.clone());
+    let dir = tempfile::Builder::new().prefix("flt-kubectl-").tempdir().expect("creating a temporary data dir");
+    let log = std::fs::File::create(dir.path().join("server.log")).expect("creating server.log");
+    let child = netns
+        .command(common::flotilla_bin())
+        .arg("server")
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--listen", "127.0.0.1:6443", "--node-ip", "127.0.0.1", "--node-name", &id])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("cloning the log file handle"))
+        .stderr(log)
+        .spawn()
+        .expect("starting flotilla server");
+    let _server = GracefulChild(child);
+    let server_log = || common::head(&std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default(), 80);
+    let kubectl_cmd = |args: &[&str]| {
+        let mut cmd = netns.command("kubectl");
+        cmd.env_clear();
+        for (k, v) in common::FIXED_ENV {
+            cmd.env(k, v);
+        }
+        cmd.env("KUBECONFIG", dir.path().join("kubeconfig.yaml")).env("HOME", dir.path()).args(args);
+        cmd
+    };
+    let kubectl = |args: &[&str], stdin: Option<&str>| {
+        common::run(kubectl_cmd(args), stdin.map(str::as_bytes), common::CHILD_TIMEOUT)
+    };
+
+    let ns = id.clone();
     let manifest = format!(
         r#"
 apiVersion: v1
@@ -414,25 +501,20 @@ spec:
     command: ["sh", "-c", "echo hello from flotilla; echo second line; exec sleep 3600"]
 "#
     );
-    let kubectl = |args: &[&str], stdin: Option<&str>| {
-        let mut cmd = common::fixed_command(
-            Path::new("kubectl"),
-            cluster.data_dir.path(),
-            &[
-                ("KUBECONFIG".to_string(), cluster.kubeconfig().display().to_string()),
-                ("HOME".to_string(), cluster.data_dir.path().display().to_string()),
-            ],
-        );
-        cmd.args(args);
-        common::run(cmd, stdin.map(str::as_bytes), common::CHILD_TIMEOUT)
-    };
-    let done = kubectl(&["create", "-f", "-"], Some(&manifest));
-    assert!(done.success(), "kubectl create: {}", done.stderr_text());
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        let done = kubectl(&["create", "-f", "-"], Some(&manifest));
+        if done.success() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "kubectl create: {}\nserver log:\n{}", done.stderr_text(), server_log());
+        std::thread::sleep(Duration::from_millis(300));
+    }
 
     let deadline = Instant::now() + Duration::from_secs(120);
     let wide = loop {
         let out = kubectl(&["get", "pod", "talker", "-n", &ns, "-o", "wide"], None);
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let text = out.stdout_text();
         let t = tables(&text);
         if out.success() && t.first().and_then(|t| t.get(1)).is_some_and(|r| r[1] == "1/1" && r[2] == "Running") {
             break t;
@@ -441,14 +523,13 @@ spec:
             Instant::now() < deadline,
             "pod talker never ran:\n{text}{}\nserver log:\n{}",
             out.stderr_text(),
-            common::head(&cluster.log(), 80)
+            server_log()
         );
         std::thread::sleep(Duration::from_millis(500));
     };
     let pod = &wide[0][1];
     assert!(pod[5].starts_with("10.42."), "pod IP from the node's /24: {pod:?}");
-    let nodes = kubectl(&["get", "nodes", "-o", "name"], None);
-    assert_eq!(format!("node/{}", pod[6]), nodes.stdout_text().trim(), "NODE column names the node");
+    assert_eq!(pod[6], id, "NODE column names the node");
 
     // The agent may still be flushing the first lines; logs are complete once both are there.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -463,13 +544,14 @@ spec:
     let out = kubectl(&["logs", "-n", &ns, "talker", "--tail=1"], None);
     assert_eq!(out.stdout_text(), "second line\n", "{}", out.stderr_text());
 
+    // `logs -f` streams: the lines arrive while the container still runs (the command is stopped by the
+    // time limit, with what it printed so far).
+    let out = common::run(kubectl_cmd(&["logs", "-f", "--tail=1", "-n", &ns, "talker"]), None, Duration::from_secs(5));
+    assert!(out.status.is_none(), "logs -f returned before the container ended: {}", out.stderr_text());
+    assert_eq!(out.stdout_text(), "second line\n", "{}", out.stderr_text());
+
     let out = kubectl(&["exec", "-n", &ns, "talker", "--", "echo", "hi"], None);
-    assert!(
-        out.success(),
-        "kubectl exec echo: {}\nserver log:\n{}",
-        out.stderr_text(),
-        common::head(&cluster.log(), 80)
-    );
+    assert!(out.success(), "kubectl exec echo: {}\nserver log:\n{}", out.stderr_text(), server_log());
     assert_eq!(out.stdout_text(), "hi\n");
 
     let out = kubectl(&["exec", "-i", "-n", &ns, "talker", "--", "cat"], Some("ping over stdin\n"));

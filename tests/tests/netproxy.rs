@@ -76,8 +76,8 @@ async fn services_and_endpointslices_drive_the_node_table() {
     // The lab made the route in its namespace; the loopback listeners are covered by netproxy's own
     // tests (here they would run in the test's namespace, where the pods are not reachable).
     config.service_route = false;
-    config.localhost = None;
-    let proxy = tokio::spawn(run(client.clone(), config));
+    config.userspace_listen = None;
+    let proxy = tokio::spawn(run(client.clone(), config.clone()));
 
     let ns = format!("flt-np-{}", unique());
     Api::<Namespace>::all(client.clone())
@@ -150,5 +150,12 @@ async fn services_and_endpointslices_drive_the_node_table() {
     })
     .await;
     proxy.abort();
+    // Teardown removes the table.
+    cluster::agent::services::teardown_blocking(&config);
+    let listed = std::process::Command::new("ip")
+        .args(["netns", "exec", &lab.node, "nft", "list", "table", "ip", &config.table])
+        .output()
+        .unwrap();
+    assert!(!listed.status.success(), "table still there after teardown");
     let _ = Api::<Namespace>::all(client).delete(&ns, &DeleteParams::default()).await;
 }

@@ -225,3 +225,51 @@ fn crash_loop_fails_wait_naming_pod_and_last_log_lines() {
     assert!(err.contains("the-last-words"), "no log lines in: {err}");
     assert!(down.success(), "down: {}", down.stderr_text());
 }
+
+#[test]
+fn foreground_up_follows_logs_and_ctrl_c_stops_the_project() {
+    if common::skip_tier(Tier::E2e) {
+        return;
+    }
+    apps::ensure_base_images();
+    let cluster = Cluster::start();
+    let app = apps::COUNTER;
+    let project = format!("flt-{}", suffix());
+    let port = apps::free_port();
+    let out = tempfile::NamedTempFile::new().expect("temp file");
+    let mut child = std::process::Command::new(common::flotilla_bin())
+        .current_dir(app.dir())
+        .env(app.port_var, port.to_string())
+        .args(["--kubeconfig"])
+        .arg(cluster.kubeconfig())
+        .args(["up", "-p", &project])
+        .stdin(std::process::Stdio::null())
+        .stdout(out.reopen().expect("reopen"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("flotilla up");
+    let guard = UpProject { cluster: &cluster, app, project: project.clone(), port };
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    apps::check_counter(addr);
+    // The logs are followed: the web service's access log shows the checks' requests.
+    apps::retry("the access log in up's output", || {
+        let text = std::fs::read_to_string(out.path()).unwrap_or_default();
+        if text.lines().any(|l| l.contains(" | ") && l.contains("GET /")) { Ok(()) } else { Err(text) }
+    });
+    let _ = std::process::Command::new("kill").arg("-INT").arg(child.id().to_string()).status();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(90), "up did not stop after Ctrl-C");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "up exited with {status} after Ctrl-C");
+    let replicas = cluster.kubectl(&["get", "deploy", "-n", &project, "-o", "jsonpath={.items[*].spec.replicas}"]);
+    assert_eq!(replicas.stdout_text().trim(), "0 0", "Ctrl-C leaves every service stopped");
+    // `up` again starts what Ctrl-C stopped.
+    let again = guard.run(&["up", "-d", "--wait"], UP_TIMEOUT);
+    guard.expect_ok(&again, "up after Ctrl-C");
+    apps::check_counter(addr);
+}

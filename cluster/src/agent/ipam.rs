@@ -1,4 +1,4 @@
-//! Host-local IP allocation over the node's pod /24, persisted as JSON in `<data-dir>/agent/ipam.json` so a
+//! Host-local IP allocation (round robin) over the node's pod /24, persisted as JSON in `<data-dir>/agent/ipam.json` so a
 //! restarted agent keeps the addresses of the pods it adopts. `.0` is the network, `.1` the bridge, the
 //! broadcast address is never handed out.
 
@@ -50,6 +50,11 @@ struct State {
     cidr: String,
     /// address -> pod uid
     allocations: BTreeMap<Ipv4Addr, String>,
+    /// The last address handed out: the next search starts after it (round robin, as CNI's host-local),
+    /// so a new pod does not get the address a deleted pod had a moment ago (neighbour caches and
+    /// conntrack entries on the node still point at the old pod).
+    #[serde(default)]
+    last: Option<Ipv4Addr>,
 }
 
 /// The allocator; every change is written to disk (write + rename) before it is used.
@@ -71,7 +76,7 @@ impl Ipam {
             Err(e) => return Err(e),
         };
         if state.cidr != cidr.to_string() {
-            state = State { cidr: cidr.to_string(), allocations: BTreeMap::new() };
+            state = State { cidr: cidr.to_string(), ..State::default() };
         }
         Ok(Self { path, cidr, state })
     }
@@ -82,11 +87,19 @@ impl Ipam {
             return Ok(ip);
         }
         let base = u32::from(self.cidr.network);
-        let ip = (2..self.cidr.size() - 1)
-            .map(|i| Ipv4Addr::from(base + i))
+        let usable = self.cidr.size() - 3; // network, gateway, broadcast
+        let start = match self.state.last {
+            Some(last) if u32::from(last) > base + 1 && u32::from(last) < base + self.cidr.size() - 1 => {
+                u32::from(last) - base - 2 + 1
+            }
+            _ => 0,
+        };
+        let ip = (0..usable)
+            .map(|i| Ipv4Addr::from(base + 2 + (start + i) % usable))
             .find(|ip| !self.state.allocations.contains_key(ip))
             .ok_or_else(|| io::Error::other(format!("pod CIDR {} is full", self.cidr)))?;
         self.state.allocations.insert(ip, uid.to_string());
+        self.state.last = Some(ip);
         self.save()?;
         Ok(ip)
     }
@@ -134,7 +147,8 @@ mod tests {
         ipam.release("a").unwrap();
         let mut again = Ipam::open(dir.path(), cidr).unwrap();
         assert_eq!(again.lookup("b"), Some(Ipv4Addr::new(10, 42, 3, 3)));
-        assert_eq!(again.allocate("c").unwrap(), Ipv4Addr::new(10, 42, 3, 2));
+        // Round robin: the freed .2 is not reused while later addresses are free.
+        assert_eq!(again.allocate("c").unwrap(), Ipv4Addr::new(10, 42, 3, 4));
         let other = Ipam::open(dir.path(), PodCidr::parse("10.42.4.0/24").unwrap()).unwrap();
         assert!(other.owners().is_empty());
     }
@@ -145,5 +159,16 @@ mod tests {
         let mut ipam = Ipam::open(dir.path(), PodCidr::parse("10.0.0.0/30").unwrap()).unwrap();
         assert_eq!(ipam.allocate("a").unwrap(), Ipv4Addr::new(10, 0, 0, 2));
         assert!(ipam.allocate("b").is_err());
+    }
+
+    #[test]
+    fn wraps_around_to_freed_addresses() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ipam = Ipam::open(dir.path(), PodCidr::parse("10.0.0.0/29").unwrap()).unwrap();
+        let all: Vec<_> = ["a", "b", "c", "d", "e"].iter().map(|u| ipam.allocate(u).unwrap()).collect();
+        assert_eq!(all.last(), Some(&Ipv4Addr::new(10, 0, 0, 6)));
+        assert!(ipam.allocate("f").is_err());
+        ipam.release("b").unwrap();
+        assert_eq!(ipam.allocate("g").unwrap(), Ipv4Addr::new(10, 0, 0, 3));
     }
 }

@@ -264,6 +264,17 @@ fn frame(channel: u8, data: &[u8]) -> Message {
     Message::Binary(Bytes::from(v))
 }
 
+/// Ends the session with a Normal Closure (1000): client-go treats any other close, even one without a
+/// code, as an error on every stream.
+async fn close_normally<S>(sink: &mut S) -> Result<(), axum::Error>
+where
+    S: futures::Sink<Message, Error = axum::Error> + Unpin,
+{
+    let frame = axum::extract::ws::CloseFrame { code: 1000, reason: "".into() };
+    sink.send(Message::Close(Some(frame))).await?;
+    sink.close().await
+}
+
 /// The Status the kubelet sends on the error channel when the command ends.
 fn exit_status(command: &[String], code: Option<i64>, error: Option<String>) -> serde_json::Value {
     match (code, error) {
@@ -303,7 +314,7 @@ async fn run_exec(
         Err(e) => {
             let status = exit_status(&opts.command, None, Some(e.to_string()));
             sink.send(frame(ERROR, status.to_string().as_bytes())).await?;
-            let _ = sink.close().await;
+            let _ = close_normally(&mut sink).await;
             return Ok(());
         }
     };
@@ -317,7 +328,7 @@ async fn run_exec(
         Err(e) => {
             let status = exit_status(&opts.command, None, Some(e.to_string()));
             sink.send(frame(ERROR, status.to_string().as_bytes())).await?;
-            let _ = sink.close().await;
+            let _ = close_normally(&mut sink).await;
             return Ok(());
         }
     };
@@ -389,7 +400,7 @@ async fn run_exec(
     }
     let status = exit_status(&opts.command, code, None);
     let _ = sink.send(frame(ERROR, status.to_string().as_bytes())).await;
-    let _ = sink.close().await;
+    let _ = close_normally(&mut sink).await;
     Ok(())
 }
 

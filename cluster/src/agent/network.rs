@@ -140,6 +140,9 @@ pub async fn attach_pod(bridge: &str, uid: &str, pid: i64, ip: Ipv4Addr, cidr: P
     let host = host_veth_name(uid);
     let pid_s = pid.to_string();
     let _ = run_cmd("ip", &["link", "del", &host], None).await;
+    // A stale neighbour entry for this address (an earlier pod's MAC) would black-hole node -> pod traffic
+    // until it expires.
+    forget_neighbour(bridge, ip).await;
     run_cmd("ip", &["link", "add", &host, "type", "veth", "peer", "name", "eth0", "netns", &pid_s], None).await?;
     run_cmd("ip", &["link", "set", &host, "master", bridge], None).await?;
     run_cmd("ip", &["link", "set", &host, "type", "bridge_slave", "hairpin", "on"], None).await?;
@@ -154,12 +157,21 @@ pub async fn attach_pod(bridge: &str, uid: &str, pid: i64, ip: Ipv4Addr, cidr: P
     Ok(())
 }
 
-/// Removes a pod's host veth if it is still there (deleting the pause container's namespace removes it too).
-pub async fn detach_pod(uid: &str) {
+/// Removes a pod's host veth if it is still there (deleting the pause container's namespace removes it too)
+/// and the node's neighbour entry for its address.
+pub async fn detach_pod(bridge: &str, uid: &str, ip: Option<Ipv4Addr>) {
     let host = host_veth_name(uid);
     if run_cmd("ip", &["link", "show", &host], None).await.is_ok() {
         let _ = run_cmd("ip", &["link", "del", &host], None).await;
     }
+    if let Some(ip) = ip {
+        forget_neighbour(bridge, ip).await;
+    }
+}
+
+/// Deletes the neighbour (ARP) entry of `ip` on the bridge; absent entries are fine.
+async fn forget_neighbour(bridge: &str, ip: Ipv4Addr) {
+    let _ = run_cmd("ip", &["neigh", "del", &ip.to_string(), "dev", bridge], None).await;
 }
 
 #[cfg(test)]

@@ -640,7 +640,8 @@ impl PodWorker {
                 self.remove_container(&o.id).await;
             }
         }
-        network::detach_pod(&self.uid).await;
+        let ip = self.ctx.ipam.lock().expect("ipam lock").lookup(&self.uid);
+        network::detach_pod(&self.ctx.config.bridge_name, &self.uid, ip).await;
         if let Err(e) = self.ctx.ipam.lock().expect("ipam lock").release(&self.uid) {
             tracing::warn!(pod = %self.name, error = %e, "cannot release the pod's address");
         }
@@ -653,7 +654,8 @@ impl PodWorker {
         for o in observed.iter().filter(|o| o.kind == KIND_PAUSE) {
             self.remove_container(&o.id).await;
         }
-        network::detach_pod(&self.uid).await;
+        let ip = self.ctx.ipam.lock().expect("ipam lock").lookup(&self.uid);
+        network::detach_pod(&self.ctx.config.bridge_name, &self.uid, ip).await;
         let _ = self.ctx.ipam.lock().expect("ipam lock").release(&self.uid);
         self.pause_id = None;
     }
@@ -721,7 +723,7 @@ impl PodWorker {
             tracing::warn!(pod = %self.name, "sandbox died; recreating the pod's containers");
             self.pause_id = None;
             self.volumes = None;
-            network::detach_pod(&self.uid).await;
+            network::detach_pod(&self.ctx.config.bridge_name, &self.uid, None).await;
         }
         match self.ensure_sandbox(pod, &observed).await {
             Ok(()) => self.sandbox_error = None,
@@ -1162,7 +1164,8 @@ pub async fn cleanup_orphans(ctx: &Ctx, known: &std::collections::HashSet<String
         orphan_uids.insert(uid, ());
     }
     for uid in orphan_uids.keys().filter(|u| !u.is_empty()) {
-        network::detach_pod(uid).await;
+        let ip = ctx.ipam.lock().expect("ipam lock").lookup(uid);
+        network::detach_pod(&ctx.config.bridge_name, uid, ip).await;
         let _ = ctx.ipam.lock().expect("ipam lock").release(uid);
         volumes::cleanup(&pod_dir(&ctx.agent_dir, uid)).await;
     }

@@ -40,14 +40,17 @@ pub struct ServicesConfig {
     pub table: String,
     /// How to run `nft` (tests: `Nft::in_netns(..)`).
     pub nft: Nft,
-    /// Serve published ports on this address in userspace (127.0.0.1); `None` disables the listeners.
-    pub localhost: Option<IpAddr>,
+    /// The address the userspace listeners for published ports bind (default 0.0.0.0, like docker-proxy:
+    /// they serve 127.0.0.1, where DNAT cannot reach, while nftables answers every other address first;
+    /// binding the wildcard makes a port held by any other program fail loudly, and such a port is then
+    /// withdrawn from the nftables rules too). `None` disables the listeners.
+    pub userspace_listen: Option<IpAddr>,
     /// Add `local <service_cidr> dev lo` to the node's routes (in the agent's network namespace).
     pub service_route: bool,
 }
 
 impl ServicesConfig {
-    /// The defaults: table `flotilla`, 10.42.0.0/16 and 10.43.0.0/16, listeners on 127.0.0.1, the route.
+    /// The defaults: table `flotilla`, 10.42.0.0/16 and 10.43.0.0/16, listeners on 0.0.0.0, the route.
     pub fn new(node_ips: Vec<IpAddr>) -> ServicesConfig {
         ServicesConfig {
             node_ips,
@@ -55,7 +58,7 @@ impl ServicesConfig {
             service_cidr: "10.43.0.0/16".into(),
             table: "flotilla".into(),
             nft: Nft::default(),
-            localhost: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            userspace_listen: Some(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
             service_route: true,
         }
     }
@@ -86,6 +89,25 @@ async fn add_service_route(cidr: &str) -> Result<(), ServicesError> {
     Ok(())
 }
 
+/// Removes what [`run`] installed: the nftables table and the service route. Blocking, for the agent's
+/// drop guard at shutdown (the agent's pods stop with it, so their DNAT rules must not outlive it);
+/// best effort, errors are ignored.
+pub fn teardown_blocking(config: &ServicesConfig) {
+    use std::process::{Command, Stdio};
+    if config.table.starts_with("flotilla") {
+        let mut cmd = Command::new(&config.nft.program);
+        cmd.args(&config.nft.args).args(["delete", "table", "ip", &config.table]);
+        let _ = cmd.stdout(Stdio::null()).stderr(Stdio::null()).status();
+    }
+    if config.service_route {
+        let _ = Command::new("ip")
+            .args(["route", "del", "local", &config.service_cidr, "dev", "lo"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
 /// Runs the service proxy until the process ends.
 pub async fn run(client: kube::Client, config: ServicesConfig) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let cluster_cidr = netproxy::render::parse_cidr(&config.cluster_cidr)
@@ -101,7 +123,7 @@ pub async fn run(client: kube::Client, config: ServicesConfig) -> Result<(), Box
     if config.service_route {
         add_service_route(&config.service_cidr).await?;
     }
-    let mut local = config.localhost.map(LocalPorts::new);
+    let mut local = config.userspace_listen.map(LocalPorts::new);
 
     let (svc_store, svc_writer) = reflector::store::<Service>();
     let (slice_store, slice_writer) = reflector::store::<EndpointSlice>();
@@ -158,17 +180,9 @@ pub async fn run(client: kube::Client, config: ServicesConfig) -> Result<(), Box
 
         let services = svc_store.state();
         let slices = slice_store.state();
-        let model = Model::from_k8s(services.iter().map(|s| s.as_ref()), slices.iter().map(|s| s.as_ref()));
-        match proxy.sync(&model).await {
-            Ok(kind) => {
-                debug!(?kind, ports = model.ports.len(), "service proxy synced");
-                failing = false;
-            }
-            Err(e) => {
-                warn!(error = %e, "service proxy sync failed; will rewrite the whole table");
-                failing = true;
-            }
-        }
+        let mut model = Model::from_k8s(services.iter().map(|s| s.as_ref()), slices.iter().map(|s| s.as_ref()));
+        // Listeners first: a published port that cannot be had (another program holds it, or another
+        // service publishes it) is reported and withdrawn from the rules, as Docker refuses to publish it.
         if let Some(local) = local.as_mut() {
             for err in local.update(&model).await {
                 warn!("{err}");
@@ -179,6 +193,19 @@ pub async fn run(client: kube::Client, config: ServicesConfig) -> Result<(), Box
                 if let Some(service) = service {
                     report_port_in_use(&client, service, &err.to_string()).await;
                 }
+            }
+            for (ns, svc, protocol, port) in local.unserved() {
+                model.withdraw_published(&ns, &svc, protocol, port);
+            }
+        }
+        match proxy.sync(&model).await {
+            Ok(kind) => {
+                debug!(?kind, ports = model.ports.len(), "service proxy synced");
+                failing = false;
+            }
+            Err(e) => {
+                warn!(error = %e, "service proxy sync failed; will rewrite the whole table");
+                failing = true;
             }
         }
     }

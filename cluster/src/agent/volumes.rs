@@ -46,7 +46,8 @@ fn write_files(
     default_mode: i32,
     optional: bool,
 ) -> Result<(), VolumeError> {
-    let _ = std::fs::remove_dir_all(dir);
+    // The directory may already be bind-mounted into running containers (an adopted pod): update it in
+    // place, never replace it, or the containers would keep seeing the old, deleted directory.
     std::fs::create_dir_all(dir).map_err(|e| setup_err(volume, e))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).map_err(|e| setup_err(volume, e))?;
     let entries: Vec<(String, String, i32)> = match items {
@@ -65,6 +66,8 @@ fn write_files(
         }
         _ => data.keys().map(|k| (k.clone(), k.clone(), default_mode)).collect(),
     };
+    let wanted: std::collections::HashSet<PathBuf> = entries.iter().map(|(_, path, _)| dir.join(path)).collect();
+    remove_unwanted(dir, &wanted);
     for (key, path, mode) in entries {
         if !is_safe_relative(&path) {
             return Err(setup_err(volume, format!("item path {path:?} must be relative and must not contain '..'")));
@@ -78,6 +81,24 @@ fn write_files(
             .map_err(|e| setup_err(volume, e))?;
     }
     Ok(())
+}
+
+/// Removes files under `dir` that are not in `wanted` (keys dropped from a ConfigMap or Secret), and
+/// directories left empty by that.
+fn remove_unwanted(dir: &Path, wanted: &std::collections::HashSet<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if is_dir {
+            remove_unwanted(&path, wanted);
+            if !wanted.iter().any(|w| w.starts_with(&path)) {
+                let _ = std::fs::remove_dir_all(&path);
+            }
+        } else if !wanted.contains(&path) {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
 }
 
 /// Gives `fs_group` ownership of a volume's files as the kubelet does for `securityContext.fsGroup`:
@@ -283,14 +304,51 @@ pub fn binds(container: &Container, volumes: &HashMap<String, PathBuf>) -> Resul
 
 /// Unmounts tmpfs emptyDirs and removes the pod directory.
 pub async fn cleanup(pod_dir: &Path) {
+    tracing::debug!(dir = %pod_dir.display(), "removing pod files");
     let volumes = pod_dir.join("volumes");
     if let Ok(entries) = std::fs::read_dir(&volumes) {
         for entry in entries.flatten() {
             let p = entry.path();
-            if is_mountpoint(&p).await {
-                let _ = run_cmd("umount", &[&p.to_string_lossy()], None).await;
+            if is_mountpoint(&p).await
+                && let Err(e) = run_cmd("umount", &[&p.to_string_lossy()], None).await
+            {
+                tracing::warn!(dir = %p.display(), error = %e, "cannot unmount a memory volume");
             }
         }
     }
     let _ = std::fs::remove_dir_all(pod_dir);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt;
+
+    use super::*;
+
+    #[test]
+    fn files_are_updated_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let vol = dir.path().join("v");
+        let mut data: HashMap<String, Vec<u8>> = HashMap::new();
+        data.insert("a".into(), b"1".to_vec());
+        data.insert("b".into(), b"2".to_vec());
+        let items = vec![
+            KeyToPath { key: "a".into(), path: "a".into(), mode: None },
+            KeyToPath { key: "b".into(), path: "sub/b".into(), mode: Some(0o600) },
+        ];
+        write_files("v", &vol, &data, Some(&items), 0o644, false).unwrap();
+        let inode = std::fs::metadata(&vol).unwrap().ino();
+        assert_eq!(std::fs::read(vol.join("sub/b")).unwrap(), b"2");
+        assert_eq!(std::fs::metadata(vol.join("sub/b")).unwrap().permissions().mode() & 0o777, 0o600);
+        data.insert("a".into(), b"3".to_vec());
+        write_files("v", &vol, &data, Some(&items[..1].to_vec()), 0o644, false).unwrap();
+        assert_eq!(std::fs::metadata(&vol).unwrap().ino(), inode, "the directory was replaced");
+        assert_eq!(std::fs::read(vol.join("a")).unwrap(), b"3");
+        assert!(!vol.join("sub").exists());
+        let bad = vec![KeyToPath { key: "a".into(), path: "../x".into(), mode: None }];
+        assert!(write_files("v", &vol, &data, Some(&bad), 0o644, false).is_err());
+        let missing = vec![KeyToPath { key: "zz".into(), path: "zz".into(), mode: None }];
+        assert!(write_files("v", &vol, &data, Some(&missing), 0o644, false).is_err());
+        assert!(write_files("v", &vol, &data, Some(&missing), 0o644, true).is_ok());
+    }
 }

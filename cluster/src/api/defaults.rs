@@ -4,11 +4,11 @@
 
 use serde_json::{Value, json};
 
-/// Sets `obj[key]` to `value` when it is absent or null.
+/// Sets `obj[key]` to `value` when it is absent, null or "" (Go's zero value reads as unset).
 fn default(obj: &mut Value, key: &str, value: Value) {
     if let Some(map) = obj.as_object_mut() {
         let slot = map.entry(key.to_string()).or_insert(Value::Null);
-        if slot.is_null() {
+        if slot.is_null() || slot.as_str() == Some("") {
             *slot = value;
         }
     }

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod defaults;
 pub mod errors;
 mod handlers;
+pub mod protobuf;
 pub mod proxy;
 pub mod registry;
 pub mod resources;

@@ -706,7 +706,7 @@ impl AppState {
     }
 
     /// First-start objects: the well-known namespaces and the `default/kubernetes` service.
-    pub async fn bootstrap(&self, api_port: u16) -> ApiResult<()> {
+    pub async fn bootstrap(&self, api_ip: std::net::IpAddr, api_port: u16) -> ApiResult<()> {
         let namespaces = resources::find("", "v1", "namespaces").expect("namespaces are served");
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             match self.create_obj(namespaces, None, json!({"metadata": {"name": ns}})).await {
@@ -720,12 +720,43 @@ impl AppState {
             "metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
             "spec": {"clusterIP": "10.43.0.1", "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": api_port}]},
         });
-        if self.get_obj(services, Some("default"), "kubernetes").await.is_ok() {
-            return Ok(());
+        if self.get_obj(services, Some("default"), "kubernetes").await.is_err() {
+            match self.create_obj(services, Some("default"), kubernetes).await {
+                Ok(_) => {}
+                Err(err) if err.reason == "AlreadyExists" => {}
+                Err(err) => return Err(err),
+            }
         }
-        match self.create_obj(services, Some("default"), kubernetes).await {
+        // The service has no selector, so no controller fills its endpoints: the API server does, with
+        // its own address (what kube-apiserver's endpoint reconciler does).
+        let (ip, family) = (api_ip.to_string(), if api_ip.is_ipv4() { "IPv4" } else { "IPv6" });
+        let labels = json!({
+            "kubernetes.io/service-name": "kubernetes",
+            "endpointslice.kubernetes.io/managed-by": "flotilla-apiserver",
+        });
+        let slice = json!({
+            "metadata": {"name": "kubernetes", "labels": labels},
+            "addressType": family,
+            "endpoints": [{"addresses": [ip], "conditions": {"ready": true, "serving": true, "terminating": false}}],
+            "ports": [{"name": "https", "port": api_port, "protocol": "TCP"}],
+        });
+        let slices = resources::find("discovery.k8s.io", "v1", "endpointslices").expect("endpointslices are served");
+        self.upsert(slices, "default", "kubernetes", slice).await?;
+        let endpoints = json!({
+            "metadata": {"name": "kubernetes", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+            "subsets": [{"addresses": [{"ip": ip}], "ports": [{"name": "https", "port": api_port, "protocol": "TCP"}]}],
+        });
+        let legacy = resources::find("", "v1", "endpoints").expect("endpoints are served");
+        self.upsert(legacy, "default", "kubernetes", endpoints).await
+    }
+
+    /// Creates the object, or replaces everything but its identity when it exists.
+    async fn upsert(&self, res: &Resource, ns: &str, name: &str, obj: Value) -> ApiResult<()> {
+        match self.create_obj(res, Some(ns), obj.clone()).await {
             Ok(_) => Ok(()),
-            Err(err) if err.reason == "AlreadyExists" => Ok(()),
+            Err(err) if err.reason == "AlreadyExists" => {
+                self.update_with(res, Some(ns), name, Sub::Main, |_| Ok(obj.clone())).await.map(|_| ())
+            }
             Err(err) => Err(err),
         }
     }

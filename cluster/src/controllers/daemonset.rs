@@ -64,22 +64,23 @@ pub struct PodInfo {
     pub finished: bool,
 }
 
-/// Decides creations and deletions: each eligible node gets exactly one pod; outdated pods are replaced
-/// one at a time (maxUnavailable 1), only while every other pod is ready.
-pub fn plan(eligible: &[String], pods: &[PodInfo], rolling: bool) -> Plan {
+/// Decides creations and deletions: each eligible node (name, Ready) gets exactly one pod; new pods go only
+/// to Ready nodes, but a node turning NotReady keeps its pod (upstream DaemonSets tolerate not-ready).
+/// Outdated pods are replaced one at a time (maxUnavailable 1), only while every other pod is ready.
+pub fn plan(eligible: &[(String, bool)], pods: &[PodInfo], rolling: bool) -> Plan {
     let mut out = Plan::default();
     let mut by_node: BTreeMap<&str, Vec<&PodInfo>> = BTreeMap::new();
     for p in pods.iter().filter(|p| !p.terminating) {
-        if p.finished || !eligible.contains(&p.node) {
+        if p.finished || !eligible.iter().any(|(n, _)| n == &p.node) {
             out.delete.push(p.name.clone());
         } else {
             by_node.entry(p.node.as_str()).or_default().push(p);
         }
     }
-    for node in eligible {
+    for (node, ready) in eligible {
         let terminating_here = pods.iter().any(|p| p.terminating && &p.node == node);
         match by_node.get(node.as_str()) {
-            None if !terminating_here => out.create.push(node.clone()),
+            None if !terminating_here && *ready => out.create.push(node.clone()),
             None => {}
             Some(list) => {
                 // Keep one (an updated, ready one if any); the rest are surplus.
@@ -110,10 +111,11 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let hash = template_hash(&spec.template, ds.status.as_ref().and_then(|s| s.collision_count));
     let selector = spec.template.spec.as_ref().and_then(|s| s.node_selector.clone()).unwrap_or_default();
     let nodes = Api::<Node>::all(ctx.client.clone()).list(&ListParams::default()).await?.items;
-    let eligible: Vec<String> = nodes
+    let eligible: Vec<(String, bool)> = nodes
         .iter()
-        .filter(|n| node_ready(n) && selector.iter().all(|(k, v)| n.labels().get(k) == Some(v)))
-        .map(|n| n.name_any())
+        .filter(|n| n.metadata.deletion_timestamp.is_none())
+        .filter(|n| selector.iter().all(|(k, v)| n.labels().get(k) == Some(v)))
+        .map(|n| (n.name_any(), node_ready(n)))
         .collect();
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let owned: Vec<Pod> = pods
@@ -151,7 +153,7 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     }
 
     let live: Vec<&PodInfo> = infos.iter().filter(|p| !p.terminating && !p.finished).collect();
-    let on_eligible: Vec<&&PodInfo> = live.iter().filter(|p| eligible.contains(&p.node)).collect();
+    let on_eligible: Vec<&&PodInfo> = live.iter().filter(|p| eligible.iter().any(|(n, _)| n == &p.node)).collect();
     let ready = on_eligible.iter().filter(|p| p.ready).count() as i32;
     let desired = eligible.len() as i32;
     let status = DaemonSetStatus {
@@ -183,7 +185,7 @@ mod tests {
 
     #[test]
     fn one_pod_per_eligible_node() {
-        let nodes = vec!["a".to_string(), "b".to_string()];
+        let nodes = vec![("a".to_string(), true), ("b".to_string(), true)];
         let plan = plan(&nodes, &[p("x", "a", true, true), p("y", "gone", true, true)], true);
         assert_eq!(plan.create, vec!["b"]);
         assert_eq!(plan.delete, vec!["y"]);
@@ -193,8 +195,16 @@ mod tests {
     }
 
     #[test]
+    fn not_ready_nodes_keep_their_pod_but_get_no_new_one() {
+        let nodes = vec![("a".to_string(), false), ("b".to_string(), false)];
+        let plan = plan(&nodes, &[p("x", "a", true, false)], true);
+        assert!(plan.create.is_empty());
+        assert!(plan.delete.is_empty());
+    }
+
+    #[test]
     fn outdated_pods_replaced_one_at_a_time() {
-        let nodes = vec!["a".to_string(), "b".to_string()];
+        let nodes = vec![("a".to_string(), true), ("b".to_string(), true)];
         let plan = plan(&nodes, &[p("x", "a", false, true), p("z", "b", false, true)], true);
         assert_eq!(plan.delete, vec!["x"]);
         assert!(plan.create.is_empty());

@@ -235,7 +235,14 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         match existing.iter().find(|e| e.name_any() == wname) {
             None => match slices.create(&PostParams::default(), want).await {
                 Ok(_) => {}
-                Err(e) if is_conflict(&e) => return Ok(Action::requeue(Duration::from_millis(100))),
+                Err(e) if is_conflict(&e) => {
+                    // A slice of that name without our labels (edited by hand): take it over.
+                    if let Some(have) = slices.get_opt(&wname).await? {
+                        let mut next = want.clone();
+                        next.metadata.resource_version = have.metadata.resource_version.clone();
+                        slices.replace(&wname, &PostParams::default(), &next).await?;
+                    }
+                }
                 Err(e) => return Err(e.into()),
             },
             Some(have) => {

@@ -20,6 +20,9 @@ use tokio::sync::Notify;
 
 use super::{Error, is_not_found};
 
+/// Owner kinds whose deletions are watched (by plural).
+pub const WATCHED_OWNERS: &[&str] = &["deployments", "replicasets", "statefulsets", "daemonsets", "jobs", "services"];
+
 /// Sweep period when no owner deletion prompts one.
 pub const SWEEP_PERIOD: Duration = Duration::from_secs(15);
 
@@ -127,7 +130,9 @@ pub fn judge(refs: &[OwnerReference], live: &BTreeMap<&'static str, Option<BTree
 /// Runs the garbage collector until the process ends.
 pub async fn run(client: kube::Client) {
     let notify = Arc::new(Notify::new());
-    for kind in OWNERS.iter().filter(|k| k.namespaced) {
+    // Deletions of the kinds our controllers own children of start a sweep at once; owners of other kinds
+    // (a pod or ConfigMap owning something is rare) wait for the periodic sweep, which spares a watch each.
+    for kind in OWNERS.iter().filter(|k| WATCHED_OWNERS.contains(&k.plural)) {
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &kind.api_resource());
         let notify = notify.clone();
         tokio::spawn(async move {
@@ -146,7 +151,7 @@ pub async fn run(client: kube::Client) {
     loop {
         let _ = tokio::time::timeout(SWEEP_PERIOD, notify.notified()).await;
         // Let a burst of deletions settle into one sweep.
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
         if let Err(err) = sweep(&client).await {
             tracing::warn!(%err, "garbage collection sweep failed");
         }

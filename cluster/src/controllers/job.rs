@@ -175,9 +175,8 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
             ]);
             let pod =
                 pod_from_template(&spec.template, &ns, PodName::Generate(name.clone()), &labels, controller_ref(&*job));
-            for _ in 0..n {
-                pods.create(&PostParams::default(), &pod).await?;
-            }
+            let pp = PostParams::default();
+            futures::future::try_join_all((0..n).map(|_| pods.create(&pp, &pod))).await?;
             status.active = Some(counts.active + n);
             if suspended {
                 for p in &active {

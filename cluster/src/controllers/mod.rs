@@ -70,7 +70,8 @@ pub async fn run(client: kube::Client) {
     }
 }
 
-/// Requeue after a failed reconcile: log it and retry in a few seconds (the next watch event may come first).
+/// Requeue after a failed reconcile: log it and retry (soon after a conflict, else in a few seconds; the next
+/// watch event may come first).
 pub fn error_policy<K: Resource<DynamicType = ()>>(obj: Arc<K>, err: &Error, _ctx: Arc<Ctx>) -> Action {
     tracing::warn!(
         kind = %K::kind(&()),
@@ -79,7 +80,11 @@ pub fn error_policy<K: Resource<DynamicType = ()>>(obj: Arc<K>, err: &Error, _ct
         %err,
         "reconcile failed, retrying"
     );
-    Action::requeue(Duration::from_secs(3))
+    match err {
+        // A conflict means someone else wrote first: retry soon with fresh data.
+        Error::Kube(e) if is_conflict(e) => Action::requeue(Duration::from_millis(200)),
+        _ => Action::requeue(Duration::from_secs(3)),
+    }
 }
 
 /// Drains a controller's output stream, logging failures (the stream never ends on errors).

@@ -147,14 +147,17 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> 
                 &BTreeMap::new(),
                 controller_ref(&*rs),
             );
-            for _ in 0..create {
-                pods.create(&PostParams::default(), &pod).await?;
-            }
+            // Independent writes: in parallel, so the store can commit them together.
+            let pp = PostParams::default();
+            let creates = (0..create).map(|_| pods.create(&pp, &pod));
+            futures::future::try_join_all(creates).await?;
         }
     }
-    for pod in &delete {
-        super::delete_ignore_missing(&pods, &pod.name_any(), &DeleteParams::default()).await?;
-    }
+    let dp = DeleteParams::default();
+    let deletes = delete
+        .iter()
+        .map(|pod| super::delete_ignore_missing(&pods, pod.metadata.name.as_deref().unwrap_or_default(), &dp));
+    futures::future::try_join_all(deletes).await?;
 
     let status = compute_status(&rs, &owned);
     if rs.status.as_ref() != Some(&status) {

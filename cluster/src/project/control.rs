@@ -67,7 +67,7 @@ pub async fn stop(client: &Client, project: &ProjectSpec, timeout: Option<u32>, 
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        progress.step(&format!("Service {}", service.compose_name), Step::Removed);
+        progress.step(&format!("Service {}", service.compose_name), Step::Stopped);
     }
     Ok(())
 }

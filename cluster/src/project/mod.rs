@@ -111,6 +111,7 @@ pub enum Step {
     Started,
     Healthy,
     Completed,
+    Stopped,
     Removed,
     /// An orphan: in the cluster, no longer in the compose file.
     Orphan,
@@ -128,6 +129,7 @@ impl std::fmt::Display for Step {
             Step::Started => f.write_str("Started"),
             Step::Healthy => f.write_str("Healthy"),
             Step::Completed => f.write_str("Exited"),
+            Step::Stopped => f.write_str("Stopped"),
             Step::Removed => f.write_str("Removed"),
             Step::Orphan => f.write_str("Orphan (not in the compose file; --remove-orphans removes it)"),
         }

@@ -110,8 +110,8 @@ pub async fn apply(client: &Client, obj: &Value, namespace: &str) -> Result<Appl
     let live_hash = live.metadata.annotations.as_ref().and_then(|a| a.get(CONFIG_HASH));
     let same_hash = live_hash.map(String::as_str) == desired["metadata"]["annotations"][CONFIG_HASH].as_str();
     // `stop` and `scale` change replicas without changing the hash; `up` puts compose's count back.
-    let same_replicas =
-        live.data["spec"]["replicas"] == desired["spec"]["replicas"] || desired["spec"]["replicas"].is_null();
+    let same_replicas = !matches!(kind(&desired), "Deployment" | "StatefulSet")
+        || live.data["spec"]["replicas"].as_i64() == Some(desired["spec"]["replicas"].as_i64().unwrap_or(1));
     if same_hash && same_replicas {
         return Ok(Applied::Unchanged);
     }

@@ -46,7 +46,10 @@ impl State {
     /// Whether the state satisfies `condition`.
     pub fn satisfies(&self, condition: super::Condition) -> bool {
         use super::Condition::*;
-        matches!((self, condition), (State::Completed, _) | (State::Healthy, Started | Healthy) | (State::Started, Started))
+        matches!(
+            (self, condition),
+            (State::Completed, _) | (State::Healthy, Started | Healthy) | (State::Started, Started)
+        )
     }
 }
 

@@ -23,6 +23,9 @@ use kube::{Api, ResourceExt};
 use serde_json::json;
 use tokio::sync::Notify;
 
+/// Bindings in flight at once.
+const BIND_CONCURRENCY: usize = 16;
+
 /// The schedulerName this scheduler serves.
 pub const SCHEDULER_NAME: &str = "default-scheduler";
 
@@ -107,56 +110,47 @@ impl Scheduler {
             (std::cmp::Reverse(prio), p.metadata.creation_timestamp.clone(), p.name_any())
         });
         let node_refs: Vec<&Node> = nodes.iter().map(|n| &**n).collect();
+        // Decide every pending pod first (each placement counts for the next), then bind them all at once:
+        // the bindings are independent writes, and the store commits concurrent writes together.
+        let mut placed: Vec<(Arc<Pod>, String)> = vec![];
+        let mut unschedulable: Vec<(Arc<Pod>, String)> = vec![];
         for pod in pending {
             let view: BTreeMap<String, Vec<&Pod>> =
                 on_node.iter().map(|(n, ps)| (n.clone(), ps.iter().map(|p| &**p).collect())).collect();
             match filter::schedule(pod, &node_refs, &view) {
-                Ok(node) => match self.bind(pod, &node).await {
-                    Ok(()) => {
-                        let uid = pod.uid().unwrap_or_default();
-                        on_node.entry(node.clone()).or_default().push(pod.clone());
-                        self.assumed.insert(uid, (node, pod.clone()));
-                    }
-                    Err(err) => tracing::warn!(pod = %pod.name_any(), %err, "binding failed; retrying"),
-                },
-                Err(message) => {
-                    let uid = pod.uid().unwrap_or_default();
-                    if self.reported.get(&uid) != Some(&message) {
-                        match self.report_unschedulable(pod, &message).await {
-                            Ok(()) => {
-                                self.reported.insert(uid, message);
-                            }
-                            Err(err) => tracing::warn!(pod = %pod.name_any(), %err, "cannot record unschedulable pod"),
-                        }
-                    }
+                Ok(node) => {
+                    on_node.entry(node.clone()).or_default().push(pod.clone());
+                    placed.push((pod.clone(), node));
                 }
+                Err(message) => unschedulable.push((pod.clone(), message)),
             }
         }
-    }
-
-    async fn bind(&self, pod: &Pod, node: &str) -> Result<(), kube::Error> {
-        let ns = pod.namespace().unwrap_or_default();
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
-        let binding = Binding {
-            metadata: ObjectMeta { name: pod.metadata.name.clone(), namespace: Some(ns.clone()), ..Default::default() },
-            target: ObjectReference {
-                api_version: Some("v1".into()),
-                kind: Some("Node".into()),
-                name: Some(node.to_string()),
-                ..Default::default()
-            },
-        };
-        match api
-            .create_subresource::<_, serde_json::Value>("binding", &pod.name_any(), &PostParams::default(), &binding)
-            .await
-        {
-            Ok(_) => {
-                tracing::debug!(pod = %pod.name_any(), namespace = %ns, node, "bound");
-                Ok(())
+        let binds = placed.into_iter().map(|(pod, node)| {
+            let client = self.client.clone();
+            async move {
+                let result = bind(client, &pod, &node).await;
+                (pod, node, result)
             }
-            // Already bound or gone: nothing left to do for this pod.
-            Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => Ok(()),
-            Err(e) => Err(e),
+        });
+        let results: Vec<_> = futures::stream::iter(binds).buffer_unordered(BIND_CONCURRENCY).collect().await;
+        for (pod, node, result) in results {
+            match result {
+                Ok(()) => {
+                    self.assumed.insert(pod.uid().unwrap_or_default(), (node, pod));
+                }
+                Err(err) => tracing::warn!(pod = %pod.name_any(), %err, "binding failed; retrying"),
+            }
+        }
+        for (pod, message) in unschedulable {
+            let uid = pod.uid().unwrap_or_default();
+            if self.reported.get(&uid) != Some(&message) {
+                match self.report_unschedulable(&pod, &message).await {
+                    Ok(()) => {
+                        self.reported.insert(uid, message);
+                    }
+                    Err(err) => tracing::warn!(pod = %pod.name_any(), %err, "cannot record unschedulable pod"),
+                }
+            }
         }
     }
 
@@ -216,6 +210,33 @@ impl Scheduler {
             tracing::debug!(%err, "cannot record FailedScheduling event");
         }
         Ok(())
+    }
+}
+
+/// Binds `pod` to `node` through the `pods/binding` subresource, as kube-scheduler does.
+async fn bind(client: kube::Client, pod: &Pod, node: &str) -> Result<(), kube::Error> {
+    let ns = pod.namespace().unwrap_or_default();
+    let api: Api<Pod> = Api::namespaced(client, &ns);
+    let binding = Binding {
+        metadata: ObjectMeta { name: pod.metadata.name.clone(), namespace: Some(ns.clone()), ..Default::default() },
+        target: ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Node".into()),
+            name: Some(node.to_string()),
+            ..Default::default()
+        },
+    };
+    match api
+        .create_subresource::<_, serde_json::Value>("binding", &pod.name_any(), &PostParams::default(), &binding)
+        .await
+    {
+        Ok(_) => {
+            tracing::debug!(pod = %pod.name_any(), namespace = %ns, node, "bound");
+            Ok(())
+        }
+        // Already bound or gone: nothing left to do for this pod.
+        Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => Ok(()),
+        Err(e) => Err(e),
     }
 }
 

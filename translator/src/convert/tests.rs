@@ -490,7 +490,9 @@ fn flotilla_up_orders_startup_itself_so_no_wait_containers() {
     let d = obj(&c, "Deployment", "web");
     assert!(d["spec"]["template"]["spec"]["initContainers"].is_null());
     // The annotation stays: it is what `up` orders startup by.
-    assert!(d["metadata"]["annotations"]["compose.flotilla.dev/depends-on"].as_str().unwrap().contains("service_healthy"));
+    assert!(
+        d["metadata"]["annotations"]["compose.flotilla.dev/depends-on"].as_str().unwrap().contains("service_healthy")
+    );
 }
 
 #[test]

@@ -18,18 +18,22 @@ use crate::api::{AppState, MAX_BODY_BYTES};
 
 /// Reads the request body as JSON; 413 over the limit, 400 when it is not JSON.
 async fn read_json(req: Request) -> ApiResult<Value> {
-    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    if content_type.contains("protobuf") || content_type.contains("cbor") {
-        // client-go retries with JSON after a 415 (the fallback it has for servers without protobuf).
+    let content_type =
+        req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let bytes = read_body(req).await?;
+    if content_type.contains("protobuf") {
+        return crate::api::protobuf::decode(&bytes);
+    }
+    if content_type.contains("cbor") {
+        // client-go falls back to JSON after a 415 for CBOR.
         return Err(ApiError::new(
             415,
             "UnsupportedMediaType",
             format!(
-                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {content_type})"
+                "the body of the request was in an unknown format - accepted media types include: application/json (got {content_type})"
             ),
         ));
     }
-    let bytes = read_body(req).await?;
     serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))
 }
