@@ -372,6 +372,19 @@ fn pods_get_ips_talk_to_each_other_and_stop_gracefully() {
     let (node, bridge, image, dir) = (e.node.clone(), e.bridge.clone(), e.image.clone(), e.dir.clone());
     in_netns(&e.ns, move || async move {
         let c = start_cluster(&node, &bridge, &dir).await;
+        // The Node: Ready, its addresses and kubelet port; its Lease is held and renewed by the agent.
+        let n = Api::<Node>::all(c.client.clone()).get(&node).await.unwrap();
+        let st = n.status.clone().unwrap();
+        assert!(st.conditions.unwrap().iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        assert!(st.addresses.unwrap().iter().any(|a| a.type_ == "InternalIP" && a.address == "127.0.0.1"));
+        assert_eq!(st.daemon_endpoints.unwrap().kubelet_endpoint.unwrap().port, i32::from(c.kubelet_port));
+        assert_eq!(n.metadata.labels.unwrap().get("kubernetes.io/hostname"), Some(&node));
+        let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+            Api::namespaced(c.client.clone(), "kube-node-lease");
+        let lease = leases.get(&node).await.unwrap().spec.unwrap();
+        assert_eq!(lease.holder_identity.as_deref(), Some(node.as_str()));
+        assert!(lease.renew_time.is_some());
+
         let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
         let cms: Api<ConfigMap> = Api::namespaced(c.client.clone(), "default");
         let cm: ConfigMap = serde_json::from_value(json!({
@@ -554,6 +567,14 @@ fn crashing_containers_back_off_and_logs_and_exec_work() {
         let missing =
             wait_pod(&pods, "missing", "ErrImageNeverPull", 60, |p| waiting_reason(p) == "ErrImageNeverPull").await;
         assert_eq!(phase(&missing), "Pending");
+        let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(c.client.clone(), "default");
+        let listed = events.list(&Default::default()).await.unwrap();
+        assert!(
+            listed.items.iter().any(|e| e.involved_object.name.as_deref() == Some("missing")
+                && e.reason.as_deref() == Some("Failed")
+                && e.message.as_deref().is_some_and(|m| m.contains("pull policy of Never"))),
+            "no Failed event for pod missing"
+        );
 
         let sick = wait_pod(&pods, "sick", "restarted by its liveness probe", 60, |p| {
             p.status.as_ref().and_then(|s| s.container_statuses.as_ref()).is_some_and(|c| {

@@ -273,3 +273,68 @@ fn foreground_up_follows_logs_and_ctrl_c_stops_the_project() {
     guard.expect_ok(&again, "up after Ctrl-C");
     apps::check_counter(addr);
 }
+
+#[test]
+fn an_edit_changes_only_its_service_and_build_takes_args_and_target() {
+    if common::skip_tier(Tier::E2e) {
+        return;
+    }
+    apps::ensure_base_images();
+    let cluster = Cluster::start();
+    let name = format!("flt-{}", suffix());
+    let image = format!("flotilla-test/{name}-built:1");
+    let compose = |greeting: &str| {
+        format!(
+            "services:\n  \
+               built:\n    image: {image}\n    \
+                 build:\n      context: ./app\n      dockerfile: Custom.Dockerfile\n      target: final\n      \
+                   args:\n        GREETING: {greeting}\n    \
+                 command: [\"sh\", \"-c\", \"cat /greeting; exec sleep 3600\"]\n  \
+               other:\n    image: flotilla-fixtures/busybox:1\n    pull_policy: never\n    \
+                 command: [\"sleep\", \"3600\"]\n"
+        )
+    };
+    let dir = project_dir(&compose("hello"));
+    std::fs::create_dir(dir.path().join("app")).expect("mkdir");
+    std::fs::write(
+        dir.path().join("app/Custom.Dockerfile"),
+        "FROM flotilla-fixtures/busybox:1 AS base\nARG GREETING=unset\nRUN echo \"$GREETING from the build\" > /greeting\n\
+         FROM base AS final\nRUN echo built-final > /stage\nFROM base AS unused\nRUN false\n",
+    )
+    .expect("Dockerfile");
+    let run = |args: &[&str]| cluster.flotilla(dir.path(), args, &[], UP_TIMEOUT);
+    let first = run(&["up", "-d", "--wait", "-p", &name]);
+    let cleanup = scopeguard(|| {
+        run(&["down", "-v", "-t", "1", "-p", &name]);
+        let _ = std::process::Command::new("docker").args(["image", "rm", "-f", &image]).output();
+    });
+    assert!(first.success(), "first up: {}\n{}", first.stderr_text(), tail(&cluster.log(), 40));
+    let logs = run(&["logs", "-p", &name, "built"]);
+    assert!(
+        logs.stdout_text().contains("hello from the build"),
+        "build args reached the image: {}",
+        logs.stdout_text()
+    );
+
+    // Edit one service's build argument: only that service is recreated (and rebuilt with --build).
+    std::fs::write(dir.path().join("compose.yaml"), compose("bonjour")).expect("edit");
+    let second = run(&["up", "-d", "--wait", "--build", "-p", &name]);
+    assert!(second.success(), "second up: {}", second.stderr_text());
+    let err = second.stderr_text();
+    assert!(err.lines().any(|l| l.contains("Service other") && l.contains("Running")), "other untouched:\n{err}");
+    assert!(!err.lines().any(|l| l.contains("Service other") && l.contains("Recreated")), "other recreated:\n{err}");
+    drop(cleanup);
+}
+
+/// Runs `f` when dropped, even while a failed assertion unwinds.
+fn scopeguard<F: FnOnce()>(f: F) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
+}

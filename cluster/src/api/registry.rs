@@ -329,15 +329,17 @@ impl AppState {
         Ok(())
     }
 
-    /// Read-modify-write with optimistic concurrency. `f` maps the current object to the desired one; when
-    /// the desired object names a resourceVersion different from what `f` was given (a PUT from a client
-    /// that read an older version), the update fails with 409 Conflict; otherwise a lost race is retried.
+    /// Read-modify-write with optimistic concurrency. `f` maps the current object to the desired one.
+    /// `precondition` is the resourceVersion the client sent (a PUT body's, or one inside a patch): when it
+    /// is not the current one, or the object changes before the write lands, the update fails with 409
+    /// Conflict. Without one, a lost race is retried on the newer object, as kube-apiserver does.
     pub async fn update_with<F>(
         &self,
         res: &Resource,
         ns: Option<&str>,
         name: &str,
         sub: Sub,
+        precondition: Option<String>,
         mut f: F,
     ) -> ApiResult<Value>
     where
@@ -350,9 +352,8 @@ impl AppState {
             if !new.is_object() {
                 return Err(ApiError::bad_request("the request body must be a JSON object"));
             }
-            let wanted = new.pointer("/metadata/resourceVersion").and_then(Value::as_str).filter(|s| !s.is_empty());
-            let strict = wanted.is_some();
-            if wanted.is_some_and(|w| w != rev.to_string()) {
+            let strict = precondition.is_some();
+            if precondition.as_ref().is_some_and(|w| *w != rev.to_string()) {
                 return Err(conflict());
             }
             let _alloc = if res.kind == "Service" && res.group.is_empty() && matches!(sub, Sub::Main | Sub::Any) {
@@ -755,7 +756,7 @@ impl AppState {
         match self.create_obj(res, Some(ns), obj.clone()).await {
             Ok(_) => Ok(()),
             Err(err) if err.reason == "AlreadyExists" => {
-                self.update_with(res, Some(ns), name, Sub::Main, |_| Ok(obj.clone())).await.map(|_| ())
+                self.update_with(res, Some(ns), name, Sub::Main, None, |_| Ok(obj.clone())).await.map(|_| ())
             }
             Err(err) => Err(err),
         }

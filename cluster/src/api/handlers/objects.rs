@@ -164,6 +164,12 @@ fn check_body_identity(target: &Target, body: &Value) -> ApiResult<()> {
     Ok(())
 }
 
+/// The resourceVersion a request body names (a precondition for the write), if any. A JSON patch (an
+/// array) names none.
+fn rv_of(body: &Value) -> Option<String> {
+    body.pointer("/metadata/resourceVersion").and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string)
+}
+
 fn sub_of(target: &Target) -> Sub {
     match target.subresource.as_deref() {
         Some("status") => Sub::Status,
@@ -176,7 +182,9 @@ pub async fn update(state: Arc<AppState>, target: Target, req: Request) -> ApiRe
     let body = read_json(req).await?;
     check_body_identity(&target, &body)?;
     let updated = state
-        .update_with(target.res, target.namespace.as_deref(), name_of(&target), sub_of(&target), |_| Ok(body.clone()))
+        .update_with(target.res, target.namespace.as_deref(), name_of(&target), sub_of(&target), rv_of(&body), |_| {
+            Ok(body.clone())
+        })
         .await?;
     Ok(ok(&updated))
 }
@@ -243,7 +251,7 @@ pub async fn patch(state: Arc<AppState>, target: Target, req: Request) -> ApiRes
     let sub = sub_of(&target);
     let name = name_of(&target).to_string();
     let updated = state
-        .update_with(target.res, target.namespace.as_deref(), &name, sub, |current| {
+        .update_with(target.res, target.namespace.as_deref(), &name, sub, rv_of(&body), |current| {
             let patched = apply_patch(current, &kind, &body)?;
             check_body_identity(&target, &patched)?;
             Ok(patched)
@@ -356,7 +364,7 @@ pub async fn update_scale(state: Arc<AppState>, target: Target, req: Request) ->
     let body = read_json(req).await?;
     let name = name_of(&target).to_string();
     let updated = state
-        .update_with(target.res, target.namespace.as_deref(), &name, Sub::Any, |current| {
+        .update_with(target.res, target.namespace.as_deref(), &name, Sub::Any, rv_of(&body), |current| {
             let scale = match &kind {
                 Some(kind) => apply_patch(&scale_of(current), kind, &body)?,
                 None => body.clone(),
@@ -371,9 +379,6 @@ pub async fn update_scale(state: Arc<AppState>, target: Target, req: Request) ->
                 })?;
             let mut next = current.clone();
             next["spec"]["replicas"] = json!(replicas);
-            if let Some(rv) = scale.pointer("/metadata/resourceVersion").filter(|_| !is_patch) {
-                next["metadata"]["resourceVersion"] = rv.clone();
-            }
             Ok(next)
         })
         .await?;
@@ -391,7 +396,7 @@ pub async fn bind(state: Arc<AppState>, target: Target, req: Request) -> ApiResu
         .to_string();
     let name = name_of(&target).to_string();
     state
-        .update_with(target.res, target.namespace.as_deref(), &name, Sub::Any, |current| {
+        .update_with(target.res, target.namespace.as_deref(), &name, Sub::Any, None, |current| {
             if let Some(existing) = current.pointer("/spec/nodeName").and_then(Value::as_str).filter(|s| !s.is_empty())
             {
                 return Err(ApiError::conflict_message(
