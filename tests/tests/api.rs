@@ -667,3 +667,58 @@ fn server_stop_and_restart_keep_state_and_credentials() {
         Api::<ConfigMap>::namespaced(old_client, &ns).get("kept").await.unwrap();
     });
 }
+
+/// Patches without a resourceVersion never fail with 409: the server re-reads and re-applies them when
+/// another write lands between its read and its write (kube-apiserver's GuaranteedUpdate). A patch that
+/// names a stale resourceVersion still gets 409.
+#[test]
+fn concurrent_patches_without_resource_version_all_succeed() {
+    if skip_tier(Tier::Api) {
+        return;
+    }
+    let server = Server::start(&[]);
+    runtime().block_on(async {
+        let client = server.client().await;
+        let ns = unique("patches");
+        make_namespace(&client, &ns).await;
+        let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+        let created = cms.create(&PostParams::default(), &configmap("shared", json!({}), json!({}))).await.unwrap();
+        let stale = created.resource_version().unwrap();
+
+        const TASKS: usize = 6;
+        const PATCHES: usize = 8;
+        let tasks: Vec<_> = (0..TASKS)
+            .map(|t| {
+                let cms = cms.clone();
+                tokio::spawn(async move {
+                    for i in 0..PATCHES {
+                        let patch = Patch::Merge(json!({"data": {format!("k{t}-{i}"): "v"}}));
+                        cms.patch("shared", &PatchParams::default(), &patch)
+                            .await
+                            .unwrap_or_else(|e| panic!("patch {t}/{i} failed: {e}"));
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let data = cms.get("shared").await.unwrap().data.unwrap_or_default();
+        assert_eq!(data.len(), TASKS * PATCHES, "every patch landed: {data:?}");
+
+        // an update without resourceVersion is retried the same way; with a stale one it conflicts
+        let mut unconditional = cms.get("shared").await.unwrap();
+        unconditional.metadata.resource_version = None;
+        unconditional.data.get_or_insert_default().insert("put".into(), "yes".into());
+        cms.replace("shared", &PostParams::default(), &unconditional).await.unwrap();
+        let conflict = api_error(
+            cms.patch(
+                "shared",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"resourceVersion": stale}, "data": {"late": "x"}})),
+            )
+            .await,
+        );
+        assert_eq!((conflict.code, conflict.reason.as_str()), (409, "Conflict"));
+    });
+}

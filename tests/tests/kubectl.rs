@@ -562,3 +562,85 @@ spec:
     assert_eq!(out.status.and_then(|s| s.code()), Some(3), "exit code of the command: {}", out.stderr_text());
     assert!(out.stderr_text().contains("oops"), "{}", out.stderr_text());
 }
+
+/// A background `kubectl ... -w` writing to a file; killed on drop.
+struct Watching {
+    child: Child,
+    out: PathBuf,
+}
+
+impl Watching {
+    fn output(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `kubectl get -w` asks for Tables: the watch events after the first list must be Tables too, so kubectl
+/// prints them as rows under the list's one header (and not as objects it cannot lay out).
+#[test]
+fn kubectl_get_watch_prints_rows_for_watch_events() {
+    if common::skip_tier(Tier::Api) {
+        return;
+    }
+    let server = Server::start();
+    let ns = unique_namespace();
+    server.ok(&["create", "namespace", &ns], None);
+    server.ok(&["create", "configmap", "before", "-n", &ns, "--from-literal=a=1"], None);
+
+    let out = server.dir.path().join("watch.out");
+    let extra = [
+        ("KUBECONFIG".to_string(), server.kubeconfig().display().to_string()),
+        ("HOME".to_string(), server.dir.path().display().to_string()),
+    ];
+    let mut cmd = common::fixed_command(Path::new("kubectl"), server.dir.path(), &extra);
+    cmd.args(["get", "configmaps", "-n", &ns, "-w"])
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).expect("creating watch.out"))
+        .stderr(Stdio::null());
+    let watching = Watching { child: cmd.spawn().expect("starting kubectl get -w"), out };
+    wait_for(&watching, "the initial list", |text| text.lines().any(|l| l.starts_with("before ")));
+
+    server.ok(&["create", "configmap", "during", "-n", &ns, "--from-literal=x=1", "--from-literal=y=2"], None);
+    server.ok(&["label", "configmap", "during", "-n", &ns, "edited=yes"], None);
+    server.ok(&["delete", "configmap", "during", "-n", &ns], None);
+    // ADDED, MODIFIED and DELETED: three rows for `during`.
+    let text = wait_for(&watching, "three rows for the watched configmap", |text| {
+        text.lines().filter(|l| l.starts_with("during ")).count() >= 3
+    });
+
+    let lines: Vec<Vec<&str>> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.split("  ").map(str::trim).filter(|c| !c.is_empty()).collect())
+        .collect();
+    assert_eq!(lines[0], ["NAME", "DATA", "AGE"], "{text}");
+    for row in &lines[1..] {
+        assert_eq!(row.len(), 3, "every line after the header is a NAME DATA AGE row:\n{text}");
+        assert!(is_age(row[2]), "{text}");
+        match row[0] {
+            "before" => assert_eq!(row[1], "1", "{text}"),
+            "during" => assert_eq!(row[1], "2", "{text}"),
+            other => panic!("unexpected row {other}:\n{text}"),
+        }
+    }
+}
+
+/// Polls a background watch's output until `check` accepts it (bounded by SETTLE_TIMEOUT).
+fn wait_for(watching: &Watching, what: &str, check: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
+    loop {
+        let text = watching.output();
+        if check(&text) {
+            return text;
+        }
+        assert!(Instant::now() < deadline, "{what}: kubectl get -w printed within {SETTLE_TIMEOUT:?} only:\n{text}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -176,6 +176,34 @@ fn scaled_service_answers_from_three_pods_behind_one_name() {
     let cluster = Cluster::start();
     let project = UpProject::up(&cluster, apps::SCALED);
     apps::check_scaled(project.addr());
+
+    // `scale` changes the count; `restart` replaces the pods; both through the CLI.
+    let pods = |cluster: &Cluster| {
+        let out = cluster.kubectl(&[
+            "get",
+            "pods",
+            "-n",
+            &project.project,
+            "-l",
+            "compose.flotilla.dev/service=whoami",
+            "-o",
+            "name",
+        ]);
+        out.stdout_text().lines().map(str::to_owned).collect::<Vec<_>>()
+    };
+    let scaled = project.run(&["scale", "whoami=1"], UP_TIMEOUT);
+    project.expect_ok(&scaled, "scale whoami=1");
+    apps::retry("whoami scaled to one pod", || {
+        let now = pods(&cluster);
+        if now.len() == 1 { Ok(()) } else { Err(format!("{now:?}")) }
+    });
+    let before = pods(&cluster);
+    let restarted = project.run(&["restart", "whoami"], UP_TIMEOUT);
+    project.expect_ok(&restarted, "restart whoami");
+    apps::retry("whoami's pod replaced by restart", || {
+        let now = pods(&cluster);
+        if now.len() == 1 && now != before { Ok(()) } else { Err(format!("{now:?}")) }
+    });
 }
 
 /// Writes a one-file project into a temp dir.
@@ -337,4 +365,28 @@ fn scopeguard<F: FnOnce()>(f: F) -> impl Drop {
         }
     }
     Guard(Some(f))
+}
+
+#[test]
+fn a_published_port_already_taken_fails_loudly() {
+    if common::skip_tier(Tier::E2e) {
+        return;
+    }
+    apps::ensure_base_images();
+    let cluster = Cluster::start();
+    let name = format!("flt-{}", suffix());
+    // Another program holds the port, as a second web server would.
+    let holder = std::net::TcpListener::bind(("0.0.0.0", 0)).expect("bind");
+    let port = holder.local_addr().expect("addr").port();
+    let dir = project_dir(&format!(
+        "services:\n  web:\n    image: flotilla-fixtures/busybox:1\n    pull_policy: never\n    \
+         command: [\"sleep\", \"3600\"]\n    ports:\n      - \"{port}:80\"\n"
+    ));
+    let done = cluster.flotilla(dir.path(), &["up", "-d", "--wait", "-p", &name], &[], UP_TIMEOUT);
+    let down = cluster.flotilla(dir.path(), &["down", "-v", "-t", "1", "-p", &name], &[], DOWN_TIMEOUT);
+    drop(holder);
+    assert_eq!(done.status.and_then(|s| s.code()), Some(1), "up succeeded although port {port} is taken");
+    let err = done.stderr_text();
+    assert!(err.contains(&port.to_string()) && err.contains("web"), "the error names the port and service: {err}");
+    assert!(down.success(), "down: {}", down.stderr_text());
 }

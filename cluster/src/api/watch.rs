@@ -39,6 +39,9 @@ pub struct WatchRequest {
     pub resource_version: Option<String>,
     pub bookmarks: bool,
     pub timeout: Option<Duration>,
+    /// Some(includeObject query value) when the client asked for `as=Table` (`kubectl get -w`): each
+    /// ADDED/MODIFIED/DELETED object is then sent as a one-row Table, as kube-apiserver does.
+    pub table: Option<String>,
 }
 
 /// Starts a watch and returns the streaming response.
@@ -50,7 +53,7 @@ pub async fn watch(state: Arc<AppState>, res: &'static Resource, req: WatchReque
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     let rx_events = state.store.subscribe();
     tokio::spawn(async move {
-        let mut watcher = Watcher { state, res, req, tx, last: 0 };
+        let mut watcher = Watcher { state, res, req, tx, last: 0, sent_columns: false };
         watcher.run(start, rx_events).await;
     });
     let body =
@@ -65,6 +68,9 @@ struct Watcher {
     tx: mpsc::Sender<Bytes>,
     /// The newest revision this watch has accounted for (sent, or filtered out).
     last: Revision,
+    /// Whether a Table event with columnDefinitions went out: later ones leave them empty, as
+    /// kube-apiserver does to save bandwidth (kubectl's printer reuses the last columns it saw).
+    sent_columns: bool,
 }
 
 /// The client went away: stop.
@@ -203,8 +209,29 @@ impl Watcher {
         }
     }
 
-    async fn send(&self, value: &Value) -> Result<(), Gone> {
-        let mut bytes = serde_json::to_vec(value).unwrap_or_default();
+    /// For a Table watch, turns an ADDED/MODIFIED/DELETED event's object into a one-row Table; BOOKMARK
+    /// and ERROR events pass unchanged.
+    fn as_table(&mut self, value: &Value) -> Option<Value> {
+        let include = self.req.table.as_deref()?;
+        let kind = value.get("type").and_then(Value::as_str)?;
+        if !matches!(kind, "ADDED" | "MODIFIED" | "DELETED") {
+            return None;
+        }
+        let obj = value.get("object")?;
+        let list_meta =
+            json!({"resourceVersion": obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(json!(""))});
+        let mut table =
+            crate::api::table::to_table(self.res.group, self.res.plural, std::slice::from_ref(obj), list_meta, include);
+        if self.sent_columns {
+            table["columnDefinitions"] = json!([]);
+        }
+        self.sent_columns = true;
+        Some(json!({"type": kind, "object": table}))
+    }
+
+    async fn send(&mut self, value: &Value) -> Result<(), Gone> {
+        let table = self.as_table(value);
+        let mut bytes = serde_json::to_vec(table.as_ref().unwrap_or(value)).unwrap_or_default();
         bytes.push(b'\n');
         self.tx.send(Bytes::from(bytes)).await.map_err(|_| Gone)
     }

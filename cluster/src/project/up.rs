@@ -38,6 +38,7 @@ pub struct UpOptions {
 
 /// Runs `up`. See the module documentation for the order.
 pub async fn up(client: &Client, project: &ProjectSpec, options: &UpOptions, progress: &dyn Progress) -> Result<()> {
+    let started = jiff::Timestamp::now();
     let selected = select(project, &options.services)?;
     // 1. Preflight.
     client.apiserver_version().await.map_err(api_err("a version request (is the server running?)"))?;
@@ -109,7 +110,36 @@ pub async fn up(client: &Client, project: &ProjectSpec, options: &UpOptions, pro
         report(progress, &service.compose_name, &state, reached.get(&service.name));
         reached.insert(service.name.clone(), state);
     }
-    Ok(())
+    ports_in_use(client, ns, started).await
+}
+
+/// Fails when the node could not publish a port of this project (another program holds it): the agent
+/// reports that as a `PortInUse` Warning Event on the Service, as Docker refuses `port is already
+/// allocated`.
+async fn ports_in_use(client: &Client, namespace: &str, since: jiff::Timestamp) -> Result<()> {
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), namespace);
+    let list = events.list(&ListParams::default()).await.map_err(api_err("listing events"))?;
+    let since = since - jiff::SignedDuration::from_secs(1);
+    let conflicts: Vec<String> = list
+        .items
+        .iter()
+        .filter(|e| e.reason.as_deref() == Some("PortInUse"))
+        .filter(|e| e.last_timestamp.as_ref().is_some_and(|t| t.0 >= since))
+        .map(|e| {
+            format!(
+                "service {}: {}",
+                e.involved_object.name.as_deref().unwrap_or("?"),
+                e.message.as_deref().unwrap_or("a published port is in use")
+            )
+        })
+        .collect();
+    if conflicts.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Service(format!(
+        "{}; hint: stop what holds the port, or publish another one (`ports:`)",
+        conflicts.join("; ")
+    )))
 }
 
 fn report(progress: &dyn Progress, service: &str, state: &State, before: Option<&State>) {

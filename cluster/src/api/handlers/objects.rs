@@ -114,6 +114,7 @@ pub async fn list_or_watch(state: Arc<AppState>, target: Target, req: Request) -
             resource_version: query.get("resourceVersion").cloned(),
             bookmarks: query.get("allowWatchBookmarks").is_some_and(|b| b == "true" || b == "1"),
             timeout,
+            table: wants_table(req.headers()).then(|| query.get("includeObject").cloned().unwrap_or_default()),
         };
         return watch::watch(state, target.res, request).await;
     }
