@@ -85,6 +85,7 @@ fn start_server(data_dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("opening {}", log_path.display()))?;
     let exe = std::env::current_exe().context("finding the flotilla binary")?;
     std::process::Command::new(exe)
+        .env("PATH", path_with_sbin())
         .arg("server")
         .arg("--data-dir")
         .arg(data_dir)
@@ -96,6 +97,19 @@ fn start_server(data_dir: &Path) -> anyhow::Result<()> {
         .context("starting flotilla server")?;
     eprintln!("Started the cluster server in {} (log: {})", data_dir.display(), log_path.display());
     Ok(())
+}
+
+/// `PATH` with the system directories the agent's tools live in (`ip`, `nft`, `iptables` are in
+/// `/usr/sbin`), which a user's or a script's `PATH` may lack.
+fn path_with_sbin() -> std::ffi::OsString {
+    let current = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs: Vec<PathBuf> = std::env::split_paths(&current).collect();
+    for dir in ["/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/local/bin", "/usr/bin", "/bin"] {
+        if !dirs.iter().any(|d| d == Path::new(dir)) {
+            dirs.push(PathBuf::from(dir));
+        }
+    }
+    std::env::join_paths(dirs).unwrap_or(current)
 }
 
 /// The project a command acts on: its name, namespace, and (when its files load) the translation.

@@ -390,3 +390,50 @@ fn a_published_port_already_taken_fails_loudly() {
     assert!(err.contains(&port.to_string()) && err.contains("web"), "the error names the port and service: {err}");
     assert!(down.success(), "down: {}", down.stderr_text());
 }
+
+/// `up` with no kubeconfig and no server: it starts `flotilla server` in the default data dir, in the
+/// background, and goes on; `flotilla server stop` stops it. Uses the default data dir and port 6443, so
+/// it belongs to the root-ns group like the rest of this file; it removes the data dir when it made it.
+#[test]
+fn up_starts_the_embedded_server_when_none_answers() {
+    if common::skip_tier(Tier::E2e) {
+        return;
+    }
+    apps::ensure_base_images();
+    let data_dir = std::path::PathBuf::from("/var/lib/flotilla");
+    let existed = data_dir.exists();
+    let app = apps::COUNTER;
+    let project = format!("flt-{}", suffix());
+    let port = apps::free_port();
+    let env = vec![(app.port_var.to_owned(), port.to_string())];
+    let flotilla = |args: &[&str]| {
+        common::run(
+            {
+                let mut c = common::fixed_command(&common::flotilla_bin(), &app.dir(), &env);
+                c.args(args);
+                c
+            },
+            None,
+            UP_TIMEOUT,
+        )
+    };
+    let up = flotilla(&["up", "-d", "--wait", "-p", &project]);
+    let stop = scopeguard(|| {
+        flotilla(&["down", "-v", "-t", "1", "-p", &project]);
+        flotilla(&["server", "stop"]);
+        if !existed {
+            let _ = std::fs::remove_dir_all(&data_dir);
+        }
+    });
+    assert!(
+        up.success(),
+        "up: {}\n{}",
+        up.stderr_text(),
+        std::fs::read_to_string(data_dir.join("server.log")).unwrap_or_default()
+    );
+    assert!(up.stderr_text().contains("Started the cluster server"), "{}", up.stderr_text());
+    apps::check_counter(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
+    let kubeconfig = flotilla(&["kubeconfig"]);
+    assert!(kubeconfig.stdout_text().contains("certificate-authority-data"), "{}", kubeconfig.stdout_text());
+    drop(stop);
+}
