@@ -1,7 +1,9 @@
 //! The API server against real clients: a real `flotilla server --no-agent` process (own temp data dir,
 //! random loopback port) driven by kube-rs and by the real kubectl. Covers CRUD, label and field
-//! selectors, optimistic concurrency, watches (and a watch that falls behind compaction, which must get a
-//! 410 ERROR event and make kube-rs's watcher relist), authentication and the body size limit.
+//! selectors, optimistic concurrency (and concurrent patches without a resourceVersion, which the server
+//! retries), watches (a Table watch as `kubectl get -w` asks for, and a watch that falls behind compaction,
+//! which must get a 410 ERROR event and make kube-rs's watcher relist), authentication and the body size
+//! limit.
 
 mod common;
 
@@ -720,5 +722,48 @@ fn concurrent_patches_without_resource_version_all_succeed() {
             .await,
         );
         assert_eq!((conflict.code, conflict.reason.as_str()), (409, "Conflict"));
+    });
+}
+
+/// A watch asked for `as=Table` (what `kubectl get -w` sends) gets each event's object as a one-row Table;
+/// only the first carries columnDefinitions, as kube-apiserver does. A plain watch still gets objects.
+#[test]
+fn table_watch_sends_one_row_tables() {
+    if skip_tier(Tier::Api) {
+        return;
+    }
+    let server = Server::start(&[]);
+    runtime().block_on(async {
+        let client = server.client().await;
+        let ns = unique("tablewatch");
+        make_namespace(&client, &ns).await;
+        let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+        for name in ["one", "two"] {
+            cms.create(&PostParams::default(), &configmap(name, json!({}), json!({"k": "v"}))).await.unwrap();
+        }
+        let path = format!("/api/v1/namespaces/{ns}/configmaps");
+        let watch = |table: bool| {
+            let mut req = kube::core::Request::new(&path).watch(&WatchParams::default().timeout(2), "0").unwrap();
+            if table {
+                req.headers_mut().insert("accept", "application/json;as=Table;v=v1;g=meta.k8s.io".parse().unwrap());
+            }
+            client.request_text(req)
+        };
+        let text = watch(true).await.unwrap();
+        let events: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(events.len(), 2, "{text}");
+        for (i, event) in events.iter().enumerate() {
+            assert_eq!(event["type"], "ADDED", "{text}");
+            let table = &event["object"];
+            assert_eq!((table["kind"].as_str(), table["apiVersion"].as_str()), (Some("Table"), Some("meta.k8s.io/v1")));
+            let rows = table["rows"].as_array().unwrap();
+            assert_eq!(rows.len(), 1, "{text}");
+            assert_eq!(rows[0]["cells"][1], 1, "DATA column: {text}");
+            let columns = table["columnDefinitions"].as_array().map_or(0, Vec::len);
+            assert_eq!(columns > 0, i == 0, "columnDefinitions only in the first event: {text}");
+        }
+        let plain = watch(false).await.unwrap();
+        let first: serde_json::Value = serde_json::from_str(plain.lines().next().unwrap()).unwrap();
+        assert_eq!(first["object"]["kind"], "ConfigMap", "{plain}");
     });
 }
