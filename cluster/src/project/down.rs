@@ -7,6 +7,7 @@ use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod};
 use kube::Client;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams};
 
+use super::POLL_MAX;
 use super::{Error, MANAGED_BY, PART_OF, Progress, Result, SERVICE_LABEL, Step, api_err};
 
 /// Compose's `down` flags.
@@ -133,7 +134,7 @@ where
             return Err(Error::Timeout { secs: started.elapsed().as_secs(), what: what.to_owned() });
         }
         tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_millis(500));
+        delay = (delay * 2).min(POLL_MAX);
     }
 }
 

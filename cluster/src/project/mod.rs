@@ -29,6 +29,9 @@ pub const PART_OF: &str = "app.kubernetes.io/part-of";
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 /// Label on pods and workloads: the compose service.
 pub const SERVICE_LABEL: &str = "compose.flotilla.dev/service";
+/// The longest pause between two reads while waiting for pods: the server is local and a read is cheap,
+/// and `up`/`down` return that much sooner after the moment they wait for.
+pub const POLL_MAX: std::time::Duration = std::time::Duration::from_millis(100);
 /// Annotation holding the hash of the object as `up` last wrote it.
 pub const CONFIG_HASH: &str = "compose.flotilla.dev/config-hash";
 

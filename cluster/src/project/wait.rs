@@ -13,6 +13,7 @@ use kube::Client;
 use kube::api::{Api, ListParams, LogParams};
 use serde_json::Value;
 
+use super::POLL_MAX;
 use super::{Error, Result, SERVICE_LABEL, api_err};
 
 /// Waiting reasons that will not go away by waiting.
@@ -291,7 +292,7 @@ pub async fn until(
             return Err(Error::Service(format!("service {service:?} is not ready: {why}")));
         }
         tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_millis(500));
+        delay = (delay * 2).min(POLL_MAX);
     }
 }
 
