@@ -421,6 +421,7 @@ fn up_starts_the_embedded_server_when_none_answers() {
     let stop = scopeguard(|| {
         flotilla(&["down", "-v", "-t", "1", "-p", &project]);
         flotilla(&["server", "stop"]);
+        common::cluster::remove_node_network();
         if !existed {
             let _ = std::fs::remove_dir_all(&data_dir);
         }

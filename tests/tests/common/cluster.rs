@@ -19,6 +19,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Cluster {
     pub data_dir: tempfile::TempDir,
     pub port: u16,
+    /// The node's name, unique per test: the agent labels its containers with it.
+    pub node: String,
     child: Option<Child>,
 }
 
@@ -28,18 +30,21 @@ impl Cluster {
         let data_dir = tempfile::Builder::new().prefix("flt-e2e-").tempdir().expect("temp dir");
         let port = super::apps::free_port();
         let log = std::fs::File::create(data_dir.path().join("server.log")).expect("server log");
+        let node = format!("flt-e2e-{port}-{}", std::process::id());
         let child = Command::new(flotilla_bin())
             .arg("server")
             .arg("--data-dir")
             .arg(data_dir.path())
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
+            .arg("--node-name")
+            .arg(&node)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn()
             .expect("starting flotilla server");
-        let cluster = Cluster { data_dir, port, child: Some(child) };
+        let cluster = Cluster { data_dir, port, node, child: Some(child) };
         cluster.wait_ready();
         cluster
     }
@@ -90,17 +95,37 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            // SIGTERM first: the agent stops its pods and removes its network on the way out.
             let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
             let deadline = Instant::now() + Duration::from_secs(60);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
+            while Instant::now() < deadline && !matches!(child.try_wait(), Ok(Some(_))) {
                 std::thread::sleep(Duration::from_millis(100));
             }
             let _ = child.kill();
             let _ = child.wait();
         }
+        // Like the kubelet, a stopped agent leaves its pods running (it adopts them when it starts
+        // again); a test removes what its node made.
+        let ids = Command::new("docker")
+            .args(["ps", "-aq", "--filter", &format!("label=dev.flotilla.node={}", self.node)])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+            .unwrap_or_default();
+        if !ids.is_empty() {
+            let _ = Command::new("docker").args(["rm", "-f"]).args(&ids).output();
+        }
+        remove_node_network();
     }
+}
+
+/// Removes what an agent in the root namespace sets up (its bridge, nftables tables and routes), best
+/// effort. Only tests of the root-ns group call it, one at a time, so no other agent uses them.
+pub fn remove_node_network() {
+    let quiet = |program: &str, args: &[&str]| {
+        let _ = Command::new(program).args(args).stdout(Stdio::null()).stderr(Stdio::null()).status();
+    };
+    quiet("nft", &["delete", "table", "ip", "flotilla"]);
+    quiet("nft", &["delete", "table", "ip", "flotilla-nat"]);
+    quiet("ip", &["route", "del", "local", "10.43.0.0/16", "dev", "lo", "table", "local"]);
+    quiet("ip", &["route", "del", "unreachable", "10.42.0.0/16"]);
+    quiet("ip", &["link", "del", "flotilla0"]);
 }
