@@ -143,17 +143,12 @@ pub fn target(args: &ProjectArgs, for_up: bool) -> Result<Target, Failure> {
         }
         Err(errors) => match (&args.project_name, for_up) {
             (Some(name), false) => {
-                let name = normalise(name);
+                let name = translator::load::discover::normalize_project_name(name);
                 Ok(Target { namespace: name.clone(), name, loaded: None, conversion: None })
             }
             _ => Err(errors.into()),
         },
     }
-}
-
-/// Compose's project-name normalisation (lowercase; letters, digits, `-` and `_`).
-fn normalise(name: &str) -> String {
-    name.to_lowercase().chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect()
 }
 
 /// A tokio runtime for one command.

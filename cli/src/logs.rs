@@ -43,7 +43,7 @@ pub async fn show(
         let list = pods.list(&ListParams::default().labels(&selector)).await?;
         let mut items = list.items;
         items.sort_by_key(|p| p.metadata.name.clone());
-        width = width.max(items.iter().map(|p| prefix(p).len()).max().unwrap_or(0));
+        width = width.max(items.iter().filter_map(|p| p.metadata.name.as_ref().map(String::len)).max().unwrap_or(0));
         for pod in &items {
             let service = pod.metadata.labels.as_ref().and_then(|l| l.get(SERVICE_LABEL)).cloned().unwrap_or_default();
             if !request.services.is_empty() && !request.services.contains(&service) {
@@ -59,7 +59,7 @@ pub async fn show(
                 if !started || !streaming.insert((name.clone(), c.name.clone(), restarts)) {
                     continue;
                 }
-                let mut label = prefix(pod);
+                let mut label = name.clone();
                 if containers.len() > 1 {
                     label = format!("{label}/{}", c.name);
                 }
@@ -101,9 +101,4 @@ pub async fn show(
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     }
-}
-
-/// A pod's name in log prefixes: compose's `service-N` style where the pod name allows it.
-fn prefix(pod: &Pod) -> String {
-    pod.metadata.name.clone().unwrap_or_default()
 }

@@ -11,72 +11,15 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::node::{GracefulChild, Netns, NodeContainers};
 use common::{Finished, Tier, apps, flotilla_bin, run, skip_tier};
 
 fn rand_id() -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
     format!("{:08x}", nanos ^ std::process::id().rotate_left(16))
-}
-
-struct Netns(String);
-
-impl Netns {
-    fn new(name: &str) -> Netns {
-        let ok = Command::new("ip").args(["netns", "add", name]).status().is_ok_and(|s| s.success())
-            && Command::new("ip").args(["-n", name, "link", "set", "lo", "up"]).status().is_ok_and(|s| s.success());
-        assert!(ok, "cannot create network namespace {name} (root needed)");
-        Netns(name.to_string())
-    }
-
-    fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        let mut cmd = Command::new("nsenter");
-        cmd.arg(format!("--net=/run/netns/{}", self.0)).arg(program);
-        cmd
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
-/// Removes the containers the agent made for the test node.
-struct Containers(String);
-
-impl Drop for Containers {
-    fn drop(&mut self) {
-        let out = Command::new("docker")
-            .args(["ps", "-aq", "--filter", &format!("label=dev.flotilla.node={}", self.0)])
-            .output();
-        if let Ok(out) = out {
-            let ids: Vec<String> = String::from_utf8_lossy(&out.stdout).split_whitespace().map(String::from).collect();
-            if !ids.is_empty() {
-                let _ = Command::new("docker").args(["rm", "-f"]).args(&ids).stdout(Stdio::null()).status();
-            }
-        }
-    }
-}
-
-/// The server process; SIGTERM on drop, then a bounded wait.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.0.id().to_string()).status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 struct Node {
@@ -116,7 +59,7 @@ impl Node {
     }
 }
 
-fn start(netns: Netns, node: &str, data_dir: &Path) -> (Node, Server) {
+fn start(netns: Netns, node: &str, data_dir: &Path) -> (Node, GracefulChild) {
     let log = std::fs::File::create(data_dir.join("server.log")).unwrap();
     let child = netns
         .command(flotilla_bin())
@@ -128,7 +71,7 @@ fn start(netns: Netns, node: &str, data_dir: &Path) -> (Node, Server) {
         .stderr(log)
         .spawn()
         .expect("starting flotilla server");
-    let server = Server(child);
+    let server = GracefulChild(child);
     let n = Node { netns, data_dir: data_dir.to_path_buf() };
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -152,7 +95,7 @@ fn flotilla_server_runs_pods_in_its_own_network_namespace() {
     apps::ensure_base_images();
     let id = rand_id();
     let name = format!("flt-{id}");
-    let _containers = Containers(name.clone());
+    let _containers = NodeContainers(name.clone());
     let dir = tempfile::Builder::new().prefix("flt-agent-").tempdir().unwrap();
     let (node, _server) = start(Netns::new(&name), &name, dir.path());
 

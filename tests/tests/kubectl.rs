@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::node::{GracefulChild, Netns, NodeContainers};
 use common::{Finished, Tier};
 
 /// How long a fresh server may take to answer `/readyz` (first start makes its CA and certificates).
@@ -383,64 +384,6 @@ fn kubectl_logs_and_exec_errors_come_from_the_api_server() {
     let out = server.kubectl(&["exec", "-n", &ns, "lonely", "-c", "app", "--", "echo", "hi"], None);
     assert!(!out.success());
     assert!(out.stderr_text().contains("pod lonely does not have a host assigned"), "{}", out.stderr_text());
-}
-
-/// A network namespace of our own for a server with its agent, so its bridge, nftables table and port
-/// 10250 never meet another test's (or the machine's); deleted on drop.
-struct Netns(String);
-
-impl Netns {
-    fn new(name: &str) -> Netns {
-        let ok = Command::new("ip").args(["netns", "add", name]).status().is_ok_and(|s| s.success())
-            && Command::new("ip").args(["-n", name, "link", "set", "lo", "up"]).status().is_ok_and(|s| s.success());
-        assert!(ok, "cannot create network namespace {name} (root needed)");
-        Netns(name.to_string())
-    }
-
-    fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        let mut cmd = Command::new("nsenter");
-        cmd.arg(format!("--net=/run/netns/{}", self.0)).arg(program);
-        cmd
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
-/// Removes the Docker containers the agent made for the test node, even when the test failed.
-struct NodeContainers(String);
-
-impl Drop for NodeContainers {
-    fn drop(&mut self) {
-        let filter = format!("label=dev.flotilla.node={}", self.0);
-        if let Ok(out) = Command::new("docker").args(["ps", "-aq", "--filter", &filter]).output() {
-            let ids: Vec<String> = String::from_utf8_lossy(&out.stdout).split_whitespace().map(String::from).collect();
-            if !ids.is_empty() {
-                let _ = Command::new("docker").args(["rm", "-f"]).args(&ids).stdout(Stdio::null()).status();
-            }
-        }
-    }
-}
-
-/// A server process that gets SIGTERM on drop (its agent then stops its pods), then a bounded wait.
-struct GracefulChild(Child);
-
-impl Drop for GracefulChild {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.0.id().to_string()).status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// `kubectl logs` and `kubectl exec` through the API server to a real node agent running a busybox pod:

@@ -96,7 +96,6 @@ pub fn project_spec(
             .map(|(dep, how)| Dependency {
                 service: dep.clone(),
                 condition: Condition::from_compose(how.condition.as_deref().unwrap_or("service_started")),
-                required: how.required != Some(false),
             })
             .collect();
         let build = svc.build.as_ref().and_then(|b| {

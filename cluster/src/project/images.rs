@@ -7,7 +7,6 @@ use std::path::Path;
 use bollard::Docker;
 use bollard::query_parameters::BuildImageOptionsBuilder;
 use futures::StreamExt;
-use serde_json::Value;
 
 use super::{BuildSpec, Error, ProjectSpec, Result};
 
@@ -58,7 +57,7 @@ pub fn images_by_service(project: &ProjectSpec) -> BTreeMap<String, Vec<String>>
 
 /// What must be built: a service's build when its image is missing, or every build with `force`.
 /// Fails, naming the service and the image, when an image is missing and nothing can build it.
-pub async fn plan(docker: &Docker, project: &ProjectSpec, force: bool) -> Result<Vec<(String, BuildSpec)>> {
+pub async fn plan(docker: &Docker, project: &ProjectSpec, force: bool) -> Result<Vec<BuildSpec>> {
     let builds: HashMap<&str, &BuildSpec> =
         project.services.iter().filter_map(|s| Some((s.name.as_str(), s.build.as_ref()?))).collect();
     let mut to_build = Vec::new();
@@ -68,7 +67,7 @@ pub async fn plan(docker: &Docker, project: &ProjectSpec, force: bool) -> Result
             let build = builds.get(service.as_str()).filter(|b| b.image == image);
             if let Some(build) = build {
                 if force || !present(docker, &image).await? {
-                    to_build.push((service.clone(), (*build).clone()));
+                    to_build.push((*build).clone());
                 }
             } else if !present(docker, &image).await? {
                 missing.push(format!("service {service:?} uses image {image:?}"));
@@ -173,16 +172,6 @@ fn ignored(patterns: &[String], rel: &str) -> bool {
             None => rel == p || rel.starts_with(&format!("{p}/")),
         }
     })
-}
-
-/// Images named by a pod template, for error messages about a single workload.
-pub fn template_images(obj: &Value) -> Vec<String> {
-    let spec = &obj["spec"]["template"]["spec"];
-    ["initContainers", "containers"]
-        .iter()
-        .flat_map(|l| spec[*l].as_array().into_iter().flatten())
-        .filter_map(|c| c["image"].as_str().map(str::to_owned))
-        .collect()
 }
 
 #[cfg(test)]

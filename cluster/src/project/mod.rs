@@ -67,8 +67,6 @@ pub struct Dependency {
     /// The compose name of the service waited for.
     pub service: String,
     pub condition: Condition,
-    /// `required: false` lets `up` go on when the dependency is not part of the project.
-    pub required: bool,
 }
 
 /// Compose's `depends_on` conditions.

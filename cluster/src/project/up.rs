@@ -44,12 +44,11 @@ pub async fn up(client: &Client, project: &ProjectSpec, options: &UpOptions, pro
     client.apiserver_version().await.map_err(api_err("a version request (is the server running?)"))?;
     let docker = images::docker().await?;
     let builds = images::plan(&docker, project, options.build).await?;
-    for (service, spec) in &builds {
+    for spec in &builds {
         let what = format!("Image {}", spec.image);
         progress.step(&what, Step::Building);
         images::build(&docker, spec).await?;
         progress.step(&what, Step::Built);
-        let _ = service;
     }
 
     // 2. Everything but the workloads, in dependency order of kinds.
@@ -269,7 +268,7 @@ mod tests {
             name: name.into(),
             depends_on: deps
                 .iter()
-                .map(|d| Dependency { service: (*d).into(), condition: Condition::Started, required: true })
+                .map(|d| Dependency { service: (*d).into(), condition: Condition::Started })
                 .collect(),
             build: None,
         }

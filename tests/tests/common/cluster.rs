@@ -95,24 +95,11 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while Instant::now() < deadline && !matches!(child.try_wait(), Ok(Some(_))) {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+            super::node::stop(&mut child, Duration::from_secs(60));
         }
         // Like the kubelet, a stopped agent leaves its pods running (it adopts them when it starts
         // again); a test removes what its node made.
-        let ids = Command::new("docker")
-            .args(["ps", "-aq", "--filter", &format!("label=dev.flotilla.node={}", self.node)])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().map(str::to_owned).collect::<Vec<_>>())
-            .unwrap_or_default();
-        if !ids.is_empty() {
-            let _ = Command::new("docker").args(["rm", "-f"]).args(&ids).output();
-        }
+        super::node::remove_node_containers(&self.node);
         remove_node_network();
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod apps;
 pub mod cluster;
+pub mod node;
 
 use std::ffi::OsString;
 use std::io::{Read, Write};

@@ -71,7 +71,7 @@ pub fn apply(ctx: &mut Ctx, u: &mut Unit, svc: &Service) {
         // A dependency in the same pod (network_mode: service:x) starts with it; waiting would deadlock.
         let same_pod = svc.network_mode.as_deref() == Some(&format!("service:{dep}"))
             || dep_svc.network_mode.as_deref() == Some(&format!("service:{compose}"));
-        if same_pod {
+        if same_pod || !ctx.options.wait_init_containers {
             continue;
         }
         // A service that joins another's pod answers through that service's Service.
@@ -93,9 +93,6 @@ pub fn apply(ctx: &mut Ctx, u: &mut Unit, svc: &Service) {
             None => format!("until the headless Service {target} has a ready pod in DNS"),
         };
         let wait_kind = if condition == "service_healthy" { "healthy" } else { "started" };
-        if !ctx.options.wait_init_containers {
-            continue;
-        }
         let init_name = names::join("wait-for", &dep_name);
         u.init.push(Container {
             name: init_name.clone(),
