@@ -7,12 +7,10 @@
 
 mod common;
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::server::{ApiServer, unique};
 use common::{Tier, flotilla_bin, skip_tier};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
@@ -23,127 +21,6 @@ use serde_json::json;
 
 /// Upper bound for every wait; no test asserts a duration.
 const WAIT: Duration = Duration::from_secs(60);
-
-/// A server process with its own data dir; stopped (SIGTERM, then SIGKILL) when dropped.
-struct Server {
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-impl Server {
-    fn start(extra: &[&str]) -> Server {
-        let dir = tempfile::Builder::new().prefix("flt-api-").tempdir().expect("temp dir");
-        let mut server = Server { dir, child: None };
-        server.spawn(extra);
-        server
-    }
-
-    /// Starts the server process (again) on this data dir.
-    fn spawn(&mut self, extra: &[&str]) {
-        let dir = &self.dir;
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.path().join("server.log"))
-            .expect("server log");
-        let child = Command::new(flotilla_bin())
-            .args(["server", "--no-agent", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-            .arg(dir.path())
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("starting flotilla server");
-        self.child = Some(child);
-    }
-
-    fn kubeconfig(&self) -> PathBuf {
-        self.dir.path().join("kubeconfig.yaml")
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
-    }
-
-    async fn client(&self) -> Client {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Ok(kc) = kube::config::Kubeconfig::read_from(self.kubeconfig())
-                && let Ok(cfg) = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await
-                && let Ok(client) = Client::try_from(cfg)
-                && client.apiserver_version().await.is_ok()
-            {
-                return client;
-            }
-            assert!(Instant::now() < deadline, "server did not start; log:\n{}", self.log());
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// A client that trusts the cluster CA but presents no credentials, or only `token`.
-    async fn client_without_cert(&self, token: Option<String>) -> Client {
-        let kc = kube::config::Kubeconfig::read_from(self.kubeconfig()).unwrap();
-        let mut cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.unwrap();
-        cfg.auth_info = Default::default();
-        cfg.auth_info.token = token.map(Into::into);
-        Client::try_from(cfg).unwrap()
-    }
-
-    fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut child = Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(self.kubeconfig())
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("kubectl is installed on these machines");
-        if let Some(input) = stdin {
-            use std::io::Write;
-            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-        }
-        drop(child.stdin.take());
-        child.wait_with_output().unwrap()
-    }
-
-    fn kubectl_ok(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let out = self.kubectl(args, stdin);
-        assert!(
-            out.status.success(),
-            "kubectl {args:?} failed: {}\n{}\nserver log:\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-            self.log()
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // SAFETY: kill(2) on our own child's pid.
-            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn unique(prefix: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!("flt-{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
-}
 
 async fn make_namespace(client: &Client, name: &str) {
     let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
@@ -170,7 +47,7 @@ fn crud_selectors_conflicts_and_errors() {
     if skip_tier(Tier::Api) {
         return;
     }
-    let server = Server::start(&[]);
+    let server = ApiServer::start(&[]);
     runtime().block_on(async {
         let client = server.client().await;
         let ns = unique("crud");
@@ -288,7 +165,7 @@ fn watch_events_in_order_with_selectors() {
     if skip_tier(Tier::Api) {
         return;
     }
-    let server = Server::start(&[]);
+    let server = ApiServer::start(&[]);
     runtime().block_on(async {
         let client = server.client().await;
         let ns = unique("watch");
@@ -340,7 +217,7 @@ fn watch_behind_compaction_gets_410_and_watcher_relists() {
     if skip_tier(Tier::Api) {
         return;
     }
-    let server = Server::start(&["--compact-interval", "1", "--compact-keep", "3"]);
+    let server = ApiServer::start(&["--compact-interval", "1", "--compact-keep", "3"]);
     runtime().block_on(async {
         let client = server.client().await;
         let ns = unique("compact");
@@ -409,7 +286,7 @@ fn unauthenticated_requests_get_401() {
     if skip_tier(Tier::Api) {
         return;
     }
-    let server = Server::start(&[]);
+    let server = ApiServer::start(&[]);
     runtime().block_on(async {
         let admin = server.client().await;
         let anonymous = server.client_without_cert(None).await;
@@ -447,7 +324,7 @@ fn kubectl_create_get_delete() {
     if skip_tier(Tier::Api) {
         return;
     }
-    let server = Server::start(&[]);
+    let server = ApiServer::start(&[]);
     runtime().block_on(server.client());
     let ns = unique("kubectl");
     let manifest = format!(
@@ -456,52 +333,51 @@ fn kubectl_create_get_delete() {
          apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  namespace: {ns}\n  labels:\n    app: web\n\
          spec:\n  containers:\n  - name: web\n    image: busybox:1\n    command: [sleep, '3600']\n"
     );
-    let created = server.kubectl_ok(&["create", "-f", "-"], Some(&manifest));
+    let created = server.ok(&["create", "-f", "-"], Some(&manifest));
     for line in [format!("namespace/{ns} created"), "configmap/settings created".into(), "pod/web created".into()] {
         assert!(created.contains(&line), "{created}");
     }
-    let namespaces = server.kubectl_ok(&["get", "namespaces"], None);
+    let namespaces = server.ok(&["get", "namespaces"], None);
     assert!(namespaces.lines().any(|l| l.starts_with(&ns) && l.contains("Active")), "{namespaces}");
-    let pods = server.kubectl_ok(&["get", "pods", "-n", &ns, "-l", "app=web"], None);
+    let pods = server.ok(&["get", "pods", "-n", &ns, "-l", "app=web"], None);
     assert!(pods.lines().any(|l| l.starts_with("web ") && l.contains("Pending")), "{pods}");
-    let cm = server.kubectl_ok(&["get", "configmap", "settings", "-n", &ns, "-o", "jsonpath={.data.greeting}"], None);
+    let cm = server.ok(&["get", "configmap", "settings", "-n", &ns, "-o", "jsonpath={.data.greeting}"], None);
     assert_eq!(cm, "hello");
-    let pod_json = server.kubectl_ok(&["get", "pod", "web", "-n", &ns, "-o", "json"], None);
+    let pod_json = server.ok(&["get", "pod", "web", "-n", &ns, "-o", "json"], None);
     let pod: serde_json::Value = serde_json::from_str(&pod_json).unwrap();
     assert_eq!(pod["spec"]["containers"][0]["imagePullPolicy"], "IfNotPresent");
     assert_eq!(pod["status"]["phase"], "Pending");
 
     // strategic merge (kubectl label) and JSON patch
-    server.kubectl_ok(&["label", "configmap", "settings", "-n", &ns, "tier=web"], None);
+    server.ok(&["label", "configmap", "settings", "-n", &ns, "tier=web"], None);
     let patch = r#"[{"op": "add", "path": "/data/extra", "value": "y"}]"#;
-    server.kubectl_ok(&["patch", "configmap", "settings", "-n", &ns, "--type", "json", "-p", patch], None);
+    server.ok(&["patch", "configmap", "settings", "-n", &ns, "--type", "json", "-p", patch], None);
     let cm = server
-        .kubectl_ok(&["get", "configmap", "-n", &ns, "-l", "tier=web", "-o", "jsonpath={.items[0].data.extra}"], None);
+        .ok(&["get", "configmap", "-n", &ns, "-l", "tier=web", "-o", "jsonpath={.items[0].data.extra}"], None);
     assert_eq!(cm, "y");
 
     // kubectl's typed create commands send protobuf bodies
     let typed = unique("typed");
-    server.kubectl_ok(&["create", "namespace", &typed], None);
-    server.kubectl_ok(&["create", "configmap", "c1", "-n", &typed, "--from-literal=a=b"], None);
-    server.kubectl_ok(&["create", "secret", "generic", "s1", "-n", &typed, "--from-literal=p=q"], None);
-    let secret = server.kubectl_ok(&["get", "secret", "s1", "-n", &typed, "-o", "json"], None);
+    server.ok(&["create", "namespace", &typed], None);
+    server.ok(&["create", "configmap", "c1", "-n", &typed, "--from-literal=a=b"], None);
+    server.ok(&["create", "secret", "generic", "s1", "-n", &typed, "--from-literal=p=q"], None);
+    let secret = server.ok(&["get", "secret", "s1", "-n", &typed, "-o", "json"], None);
     let secret: serde_json::Value = serde_json::from_str(&secret).unwrap();
     assert_eq!((secret["type"].as_str(), secret["data"]["p"].as_str()), (Some("Opaque"), Some("cQ==")));
-    let cm = server.kubectl_ok(&["get", "configmap", "c1", "-n", &typed, "-o", "jsonpath={.data.a}"], None);
+    let cm = server.ok(&["get", "configmap", "c1", "-n", &typed, "-o", "jsonpath={.data.a}"], None);
     assert_eq!(cm, "b");
 
-    let missing = server.kubectl(&["get", "pod", "nope", "-n", &ns], None);
-    assert!(!missing.status.success());
-    assert!(String::from_utf8_lossy(&missing.stderr).contains("pods \"nope\" not found"));
+    let missing = server.fails(&["get", "pod", "nope", "-n", &ns], None);
+    assert!(missing.contains("pods \"nope\" not found"), "{missing}");
 
-    let deleted = server.kubectl_ok(&["delete", "pod/web", "configmap/settings", "-n", &ns], None);
+    let deleted = server.ok(&["delete", "pod/web", "configmap/settings", "-n", &ns], None);
     assert!(deleted.contains("pod \"web\" deleted") && deleted.contains("configmap \"settings\" deleted"), "{deleted}");
-    let left = server.kubectl_ok(&["get", "pods,configmaps", "-n", &ns, "-o", "name"], None);
+    let left = server.ok(&["get", "pods,configmaps", "-n", &ns, "-o", "name"], None);
     assert!(left.trim().is_empty(), "{left}");
     // Namespace deletion goes through Terminating (the namespace controller finishes it).
-    server.kubectl_ok(&["delete", "namespace", &ns, "--wait=false"], None);
+    server.ok(&["delete", "namespace", &ns, "--wait=false"], None);
     let phase = server.kubectl(&["get", "namespace", &ns, "-o", "jsonpath={.status.phase}"], None);
-    let phase = String::from_utf8_lossy(&phase.stdout).into_owned();
+    let phase = phase.stdout_text();
     assert!(phase == "Terminating" || phase.is_empty(), "{phase}");
 }
 
@@ -510,7 +386,7 @@ fn subresources_graceful_deletion_and_namespace_finalize() {
     if skip_tier(Tier::Api) {
         return;
     }
-    let server = Server::start(&[]);
+    let server = ApiServer::start(&[]);
     runtime().block_on(async {
         let client = server.client().await;
         let ns = unique("sub");
@@ -621,7 +497,7 @@ fn server_stop_and_restart_keep_state_and_credentials() {
     if skip_tier(Tier::Api) {
         return;
     }
-    let mut server = Server::start(&[]);
+    let mut server = ApiServer::start(&[]);
     let rt = runtime();
     let ns = unique("restart");
     rt.block_on(async {
@@ -634,12 +510,7 @@ fn server_stop_and_restart_keep_state_and_credentials() {
     let stop =
         Command::new(flotilla_bin()).args(["server", "stop", "--data-dir"]).arg(server.dir.path()).output().unwrap();
     assert!(stop.status.success(), "stop failed: {}", String::from_utf8_lossy(&stop.stderr));
-    let mut child = server.child.take().unwrap();
-    let deadline = Instant::now() + WAIT;
-    while child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "server did not exit after `flotilla server stop`");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert!(server.wait_exit(WAIT), "server did not exit after `flotilla server stop`");
     assert!(!server.dir.path().join("server.pid").exists());
     let again =
         Command::new(flotilla_bin()).args(["server", "stop", "--data-dir"]).arg(server.dir.path()).output().unwrap();
@@ -678,7 +549,7 @@ fn concurrent_patches_without_resource_version_all_succeed() {
     if skip_tier(Tier::Api) {
         return;
     }
-    let server = Server::start(&[]);
+    let server = ApiServer::start(&[]);
     runtime().block_on(async {
         let client = server.client().await;
         let ns = unique("patches");
@@ -732,7 +603,7 @@ fn table_watch_sends_one_row_tables() {
     if skip_tier(Tier::Api) {
         return;
     }
-    let server = Server::start(&[]);
+    let server = ApiServer::start(&[]);
     runtime().block_on(async {
         let client = server.client().await;
         let ns = unique("tablewatch");

@@ -9,126 +9,12 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::node::{GracefulChild, Netns, NodeContainers};
-use common::{Finished, Tier};
-
-/// How long a fresh server may take to answer `/readyz` (first start makes its CA and certificates).
-const START_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// How long we wait for the controllers to bring an object to the state a test checks.
-const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A `flotilla server --no-agent` child with its own data dir; killed and removed on drop.
-struct Server {
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
-impl Server {
-    fn start() -> Server {
-        let dir = tempfile::Builder::new().prefix("flt-kubectl-").tempdir().expect("creating a temporary data dir");
-        let port = common::apps::free_port();
-        let log = std::fs::File::create(dir.path().join("server.log")).expect("creating server.log");
-        let child = Command::new(common::flotilla_bin())
-            .arg("server")
-            .arg("--data-dir")
-            .arg(dir.path())
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--no-agent")
-            .env("HOME", dir.path())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("cloning the log file handle"))
-            .stderr(log)
-            .spawn()
-            .expect("starting flotilla server");
-        let mut server = Server { child, dir };
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if let Ok(Some(status)) = server.child.try_wait() {
-                panic!("flotilla server exited early ({status}); log:\n{}", server.log());
-            }
-            if server.kubeconfig().is_file() && server.kubectl(&["get", "--raw", "/readyz"], None).success() {
-                return server;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "flotilla server not ready after {START_TIMEOUT:?}; log:\n{}",
-                server.log()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    fn kubeconfig(&self) -> PathBuf {
-        self.dir.path().join("kubeconfig.yaml")
-    }
-
-    fn log(&self) -> String {
-        common::head(&std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default(), 200)
-    }
-
-    /// Runs kubectl (the machine's, via PATH) with this server's admin kubeconfig.
-    fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Finished {
-        let extra = [
-            ("KUBECONFIG".to_string(), self.kubeconfig().display().to_string()),
-            // kubectl keeps its discovery cache under $HOME/.kube; keep it inside the data dir.
-            ("HOME".to_string(), self.dir.path().display().to_string()),
-        ];
-        let mut cmd = common::fixed_command(Path::new("kubectl"), self.dir.path(), &extra);
-        cmd.args(args);
-        common::run(cmd, stdin.map(str::as_bytes), common::CHILD_TIMEOUT)
-    }
-
-    /// kubectl that must succeed; returns its stdout.
-    fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let out = self.kubectl(args, stdin);
-        assert!(
-            out.success(),
-            "kubectl {} failed ({}):\n{}\nserver log:\n{}",
-            args.join(" "),
-            out.describe_status(),
-            out.stderr_text(),
-            self.log()
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Repeats `kubectl args` until `check` accepts its stdout, or fails with the last output.
-    fn eventually(&self, args: &[&str], what: &str, check: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + SETTLE_TIMEOUT;
-        loop {
-            let out = self.kubectl(args, None);
-            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-            if out.success() && check(&stdout) {
-                return stdout;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{what}: kubectl {} never matched within {SETTLE_TIMEOUT:?}; last output:\n{stdout}{}",
-                args.join(" "),
-                out.stderr_text()
-            );
-            std::thread::sleep(Duration::from_millis(300));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A namespace name unique to this run.
-fn unique_namespace() -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
-    format!("flt-{:x}{:x}", std::process::id(), nanos)
-}
+use common::server::{ApiServer, SETTLE_TIMEOUT, START_TIMEOUT, unique};
+use common::Tier;
 
 /// kubectl's human-readable output as tables: one per blank-line-separated section, each a list of rows
 /// (the header first) split on runs of two or more spaces, as kubectl's tabwriter pads with three.
@@ -233,8 +119,8 @@ fn kubectl_get_prints_kubernetes_columns() {
     if common::skip_tier(Tier::Api) {
         return;
     }
-    let server = Server::start();
-    let ns = unique_namespace();
+    let server = ApiServer::start(&[]);
+    let ns = unique("ns");
     server.ok(&["create", "-f", "-"], Some(&objects(&ns)));
 
     // The Deployment controller makes a ReplicaSet and its pods; nothing schedules them (no matching node).
@@ -303,7 +189,7 @@ fn kubectl_get_nodes_and_custom_columns() {
     if common::skip_tier(Tier::Api) {
         return;
     }
-    let server = Server::start();
+    let server = ApiServer::start(&[]);
     let node = r#"
 apiVersion: v1
 kind: Node
@@ -353,8 +239,8 @@ fn kubectl_logs_and_exec_errors_come_from_the_api_server() {
     if common::skip_tier(Tier::Api) {
         return;
     }
-    let server = Server::start();
-    let ns = unique_namespace();
+    let server = ApiServer::start(&[]);
+    let ns = unique("ns");
     server.ok(&["create", "-f", "-"], Some(&objects(&ns)));
 
     // Pod not found: 404 from the API server.
@@ -394,7 +280,7 @@ fn kubectl_logs_and_exec_on_a_real_node() {
         return;
     }
     common::apps::ensure_base_images();
-    let id = unique_namespace();
+    let id = unique("ns");
     let netns = Netns::new(&id);
     let _containers = NodeContainers(id.clone());
     let dir = tempfile::Builder::new().prefix("flt-kubectl-").tempdir().expect("creating a temporary data dir");
@@ -532,8 +418,8 @@ fn kubectl_get_watch_prints_rows_for_watch_events() {
     if common::skip_tier(Tier::Api) {
         return;
     }
-    let server = Server::start();
-    let ns = unique_namespace();
+    let server = ApiServer::start(&[]);
+    let ns = unique("ns");
     server.ok(&["create", "namespace", &ns], None);
     server.ok(&["create", "configmap", "before", "-n", &ns, "--from-literal=a=1"], None);
 

@@ -10,6 +10,7 @@
 pub mod apps;
 pub mod cluster;
 pub mod node;
+pub mod server;
 
 use std::ffi::OsString;
 use std::io::{Read, Write};
