@@ -4,17 +4,26 @@
 //! API server exposes as `resourceVersion`. Updates are compare-and-swap on that revision, watches replay the
 //! log from any revision the store still retains, and compaction drops superseded history below a floor so
 //! the store stays bounded. The [`Store`] trait is backend-neutral (house rule: one small trait per backend);
-//! [`SqliteStore`] is the embedded default, and an etcd backend can implement the same trait later.
+//! [`SqliteStore`] is the embedded default, and [`EtcdStore`] (cargo feature `etcd`) lets several API
+//! servers share one etcd cluster.
 //!
 //! The trait is synchronous on purpose: the SQLite backend blocks on disk I/O (every acknowledged write is
 //! fsynced), so the async API server is expected to call it from `tokio::task::spawn_blocking` rather than
 //! from a runtime worker thread.
 
+#[cfg(feature = "etcd")]
+mod etcd;
 mod hub;
 mod sqlite;
 
+#[cfg(feature = "etcd")]
+pub use etcd::EtcdStore;
 pub use hub::WatchedStore;
-pub use sqlite::SqliteStore;
+pub use sqlite::{MAX_BATCH, SqliteStore};
+
+/// Where committed events go: called with each group of committed writes' events, in revision order, and
+/// never concurrently with itself. See [`Store::set_event_sink`].
+pub type EventSink = std::sync::Arc<dyn Fn(Vec<Event>) + Send + Sync>;
 
 /// A position in the store's log. Revisions start at 1, strictly increase across all keys, and are never
 /// reused; 0 means "no revision" (an empty store, or a key that has never been written).
@@ -22,7 +31,7 @@ pub type Revision = i64;
 
 /// Errors from a [`Store`]. Backend failures are flattened to a message so the trait does not leak the
 /// backend's own error type to callers.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum StoreError {
     /// The key does not exist (never created, or deleted).
     #[error("key not found")]
@@ -131,4 +140,78 @@ pub trait Store: Send + Sync {
     /// Drops history so that only the newest `keep_last` revisions (and every key's current value) remain,
     /// and returns the new compaction floor. The floor never moves backwards.
     fn compact(&self, keep_last: Revision) -> Result<Revision>;
+
+    /// Sets where this store publishes committed events (replacing any earlier sink); the watch fan-out
+    /// ([`WatchedStore`]) installs one. Every event is published once, in revision order, with no gaps
+    /// among the events the sink receives after it is set. The SQLite backend publishes its own writes
+    /// right after their commit and before acknowledging them; the etcd backend publishes what etcd's
+    /// watch reports, which includes other API servers' writes.
+    fn set_event_sink(&self, sink: EventSink);
+}
+
+/// Which backend an API server keeps its state in (`flotilla server --datastore`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Datastore {
+    /// SQLite in `<data-dir>/state.db` (one server).
+    #[default]
+    Sqlite,
+    /// An etcd cluster shared by several servers: its client URLs (`http://host:port`).
+    Etcd(Vec<String>),
+}
+
+impl std::fmt::Display for Datastore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Datastore::Sqlite => f.write_str("sqlite"),
+            Datastore::Etcd(endpoints) => {
+                let hosts: Vec<&str> = endpoints.iter().map(|e| e.trim_start_matches("http://")).collect();
+                write!(f, "etcd://{}", hosts.join(","))
+            }
+        }
+    }
+}
+
+impl std::str::FromStr for Datastore {
+    type Err = String;
+
+    /// `sqlite`, or `etcd://HOST:PORT[,HOST:PORT...]` (plain HTTP; etcd's client port, usually 2379).
+    fn from_str(spec: &str) -> Result<Self, String> {
+        if spec.is_empty() || spec == "sqlite" {
+            return Ok(Datastore::Sqlite);
+        }
+        let Some(hosts) = spec.strip_prefix("etcd://") else {
+            return Err(format!("unknown datastore {spec:?}; use `sqlite` or `etcd://HOST:PORT[,HOST:PORT...]`"));
+        };
+        let endpoints: Vec<String> = hosts
+            .split(',')
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .map(|h| format!("http://{}", h.trim_end_matches('/')))
+            .collect();
+        if endpoints.is_empty() {
+            return Err(format!("datastore {spec:?} names no etcd endpoint; e.g. etcd://127.0.0.1:2379"));
+        }
+        if !cfg!(feature = "etcd") {
+            return Err(format!(
+                "datastore {spec:?}: this flotilla was built without etcd support; rebuild with `--features etcd`"
+            ));
+        }
+        Ok(Datastore::Etcd(endpoints))
+    }
+}
+
+impl Datastore {
+    /// Opens the store: SQLite at `sqlite_path`, or a connection to etcd. Blocks (etcd: until it answers),
+    /// so async callers run it with `spawn_blocking`.
+    pub fn open(&self, sqlite_path: &std::path::Path) -> Result<std::sync::Arc<dyn Store>> {
+        match self {
+            Datastore::Sqlite => Ok(std::sync::Arc::new(SqliteStore::open(sqlite_path)?)),
+            #[cfg(feature = "etcd")]
+            Datastore::Etcd(endpoints) => Ok(std::sync::Arc::new(EtcdStore::connect(endpoints)?)),
+            #[cfg(not(feature = "etcd"))]
+            Datastore::Etcd(_) => Err(StoreError::InvalidArgument(
+                "this flotilla was built without etcd support; rebuild with `--features etcd`".into(),
+            )),
+        }
+    }
 }

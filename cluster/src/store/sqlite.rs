@@ -6,21 +6,28 @@
 //! tombstones below the floor, then truncates the WAL so neither the table nor the WAL grows without bound
 //! (the WAL growing without bound is the top complaint about kine).
 //!
-//! Durability: the database runs in WAL mode with `synchronous=FULL`, and each write is its own transaction,
-//! so a write returns only after its commit has been fsynced. Writes use `BEGIN IMMEDIATE`, which takes the
-//! write lock before the compare-and-swap reads the current revision, so no other writer (even another
-//! process) can slip in between the check and the append.
+//! Durability: the database runs in WAL mode with `synchronous=FULL`, so a commit returns only after the WAL
+//! has been fsynced, and a write is acknowledged only after the commit that holds it.
 //!
-//! Concurrency: one connection behind a mutex serialises every call. That is enough for a single server at
-//! present; batching concurrent writes into one commit (group commit) is a later optimisation.
+//! Group commit: one writer thread owns the only write connection. Callers queue their writes and wait; the
+//! thread takes every write queued while the previous commit was being fsynced (up to [`MAX_BATCH`]) and
+//! applies them, in order, inside one `BEGIN IMMEDIATE` transaction, so N concurrent writers share one fsync
+//! instead of paying one each. Each write runs inside its own savepoint and its compare-and-swap sees the
+//! writes before it in the batch, so a write that fails (a lost CAS, an existing key) fails alone and the
+//! rest of the batch still commits; the semantics are exactly those of running the writes one by one. After
+//! the commit the thread publishes the batch's events, in revision order, to the event sink (the watch
+//! fan-out), and only then answers the callers. Reads use a small pool of separate connections: WAL lets them
+//! run while the writer commits, and they see only committed writes.
 
-use std::path::Path;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params};
 
-use super::{Event, EventKind, KeyValue, Result, Revision, Store, StoreError};
+use super::{Event, EventKind, EventSink, KeyValue, Result, Revision, Store, StoreError};
 
 /// Schema. `created`, `prev_revision` and `old_value` let a row describe its own event (kind and previous
 /// state) so watches still work after the previous row has been compacted away.
@@ -49,10 +56,45 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// The columns every row-reading query selects, in the order [`LogRow::from_row`] expects.
 const ROW_COLUMNS: &str = "id, name, created, deleted, create_revision, prev_revision, value, old_value";
 
+/// The most writes one transaction takes. Large enough that 32+ concurrent API clients share one fsync,
+/// small enough that one commit (and the wait of the first writer in it) stays short.
+pub const MAX_BATCH: usize = 256;
+
+/// Idle read connections kept open; more are opened when more readers run at once.
+const MAX_IDLE_READERS: usize = 8;
+
+/// The WAL is truncated to this size after a checkpoint (SQLite's `journal_size_limit`), so a burst of
+/// writes between compactions does not leave a large WAL behind.
+const JOURNAL_SIZE_LIMIT: i64 = 4 * 1024 * 1024;
+
 /// A [`Store`] on one SQLite file.
-#[derive(Debug)]
 pub struct SqliteStore {
-    conn: Mutex<Connection>,
+    path: PathBuf,
+    /// The queue of the writer thread; `None` only while dropping.
+    writer: Option<mpsc::Sender<Job>>,
+    thread: Option<JoinHandle<()>>,
+    readers: Mutex<Vec<Connection>>,
+    sink: Arc<Mutex<Option<EventSink>>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+/// One queued write.
+enum Op {
+    Create { key: String, value: Vec<u8> },
+    Update { key: String, value: Vec<u8>, expected: Revision },
+    Delete { key: String, expected: Option<Revision> },
+    Compact { keep_last: Revision },
+}
+
+/// A write and where its result goes.
+struct Job {
+    op: Op,
+    reply: mpsc::SyncSender<Result<Revision>>,
 }
 
 /// One row of the log table.
@@ -107,54 +149,327 @@ impl LogRow {
 
 impl From<rusqlite::Error> for StoreError {
     fn from(err: rusqlite::Error) -> Self {
+        // SQLite's own text, "database or disk is full", does not say what to do; callers add the path.
+        if err.sqlite_error_code() == Some(ErrorCode::DiskFull) {
+            return StoreError::Backend(format!(
+                "no space left on device: the disk holding the store is full ({err}); free space there and retry"
+            ));
+        }
         StoreError::Backend(err.to_string())
     }
 }
 
+/// A backend error that names the database file.
+fn backend_error(path: &Path, err: impl Into<StoreError>) -> StoreError {
+    match err.into() {
+        StoreError::Backend(msg) => StoreError::Backend(format!("{}: {msg}", path.display())),
+        other => other,
+    }
+}
+
 impl SqliteStore {
-    /// Opens (creating if needed) the store in the SQLite file at `path`.
+    /// Opens (creating if needed) the store in the SQLite file at `path`, with group commit.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref();
-        let conn =
-            Connection::open(path).map_err(|err| StoreError::Backend(format!("opening {}: {err}", path.display())))?;
-        conn.busy_timeout(BUSY_TIMEOUT)?;
-        // journal_mode reports the mode actually in effect; some filesystems cannot do WAL, and silently
-        // running in another mode would change the durability and concurrency we promise.
-        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Backend(format!(
-                "{}: SQLite could not enable WAL mode (journal_mode is {mode})",
-                path.display()
-            )));
-        }
-        // FULL fsyncs the WAL at every commit, so an acknowledged write survives power loss (NORMAL, kine's
-        // default, may lose the last commits).
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.execute_batch(SCHEMA)?;
-        Ok(Self { conn: Mutex::new(conn) })
+        Self::open_with_batch_limit(path, MAX_BATCH)
+    }
+
+    /// Opens the store with at most `max_batch` writes per transaction; 1 turns group commit off (one fsync
+    /// per write), which the benchmarks use as the baseline.
+    pub fn open_with_batch_limit(path: impl AsRef<Path>, max_batch: usize) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let conn = open_writer(&path)?;
+        let sink: Arc<Mutex<Option<EventSink>>> = Arc::new(Mutex::new(None));
+        let (tx, rx) = mpsc::channel::<Job>();
+        let writer = Writer { conn, path: path.clone(), sink: sink.clone(), max_batch: max_batch.max(1) };
+        let thread = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|err| StoreError::Backend(format!("starting the store's writer thread: {err}")))?;
+        Ok(Self { path, writer: Some(tx), thread: Some(thread), readers: Mutex::new(Vec::new()), sink })
     }
 
     /// The number of rows in the log table (live keys, tombstones and retained history). For diagnostics and
     /// for tests that check compaction keeps the table bounded.
     pub fn row_count(&self) -> Result<i64> {
-        Ok(self.lock().query_row("SELECT COUNT(*) FROM kine", [], |row| row.get(0))?)
+        self.read(|conn| Ok(conn.query_row("SELECT COUNT(*) FROM kine", [], |row| row.get(0))?))
     }
 
-    fn lock(&self) -> MutexGuard<'_, Connection> {
-        // A panic while holding the lock cannot leave a half-applied write: an open transaction rolls back
-        // when dropped during unwinding. So the connection is still consistent and poisoning can be ignored.
-        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    /// Queues one write and waits for its commit.
+    fn write(&self, op: Op) -> Result<Revision> {
+        let (reply, result) = mpsc::sync_channel(1);
+        let gone = || StoreError::Backend(format!("{}: the store's writer thread has stopped", self.path.display()));
+        self.writer.as_ref().ok_or_else(gone)?.send(Job { op, reply }).map_err(|_| gone())?;
+        result.recv().map_err(|_| gone())?
     }
 
-    fn write_tx(conn: &mut Connection) -> Result<Transaction<'_>> {
-        Ok(conn.transaction_with_behavior(TransactionBehavior::Immediate)?)
+    /// Runs `f` on an idle read connection (opening one if none is idle).
+    fn read<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        let idle = lock(&self.readers).pop();
+        let mut conn = match idle {
+            Some(conn) => conn,
+            None => open_reader(&self.path)?,
+        };
+        let result = f(&mut conn);
+        // A connection left inside a transaction by a failed read is not reused.
+        if conn.is_autocommit() {
+            let mut idle = lock(&self.readers);
+            if idle.len() < MAX_IDLE_READERS {
+                idle.push(conn);
+            }
+        }
+        result.map_err(|err| backend_error(&self.path, err))
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        // Closing the queue ends the writer thread once it has finished the queued writes; joining it closes
+        // the write connection, so the file can be reopened at once.
+        self.writer = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Nothing guarded here is left half-updated by a panic (a Vec of idle connections, an Option), so a
+    // poisoned lock is still usable.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn open_writer(path: &Path) -> Result<Connection> {
+    let conn =
+        Connection::open(path).map_err(|err| StoreError::Backend(format!("opening {}: {err}", path.display())))?;
+    let fail = |err: rusqlite::Error| backend_error(path, err);
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(fail)?;
+    // Must precede the first table: a new database then returns the pages compaction frees to the file
+    // system (incremental_vacuum below). An existing database keeps its mode; compaction still reuses pages.
+    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL").map_err(fail)?;
+    // journal_mode reports the mode actually in effect; some filesystems cannot do WAL, and silently
+    // running in another mode would change the durability and concurrency we promise.
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0)).map_err(fail)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Backend(format!(
+            "{}: SQLite could not enable WAL mode (journal_mode is {mode})",
+            path.display()
+        )));
+    }
+    // FULL fsyncs the WAL at every commit, so an acknowledged write survives power loss (NORMAL, kine's
+    // default, may lose the last commits).
+    conn.pragma_update(None, "synchronous", "FULL").map_err(fail)?;
+    conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT).map_err(fail)?;
+    conn.execute_batch(SCHEMA).map_err(fail)?;
+    Ok(conn)
+}
+
+fn open_reader(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path).map_err(|err| backend_error(path, err))?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(|err| backend_error(path, err))?;
+    // Reads never write; this makes a bug that tried to fail instead of bypassing the writer thread.
+    conn.pragma_update(None, "query_only", true).map_err(|err| backend_error(path, err))?;
+    Ok(conn)
+}
+
+/// The writer thread's state: the only write connection.
+struct Writer {
+    conn: Connection,
+    path: PathBuf,
+    sink: Arc<Mutex<Option<EventSink>>>,
+    max_batch: usize,
+}
+
+impl Writer {
+    fn run(mut self, queue: mpsc::Receiver<Job>) {
+        // A compaction is not batched with writes (its checkpoint must follow a commit); one that is dequeued
+        // while a batch is filling waits here for the next round.
+        let mut held: Option<Job> = None;
+        loop {
+            let first = match held.take() {
+                Some(job) => job,
+                None => match queue.recv() {
+                    Ok(job) => job,
+                    Err(_) => return,
+                },
+            };
+            if let Op::Compact { keep_last } = first.op {
+                let _ = first.reply.send(self.compact(keep_last));
+                continue;
+            }
+            let mut batch = vec![first];
+            while batch.len() < self.max_batch {
+                match queue.try_recv() {
+                    Ok(job) if matches!(job.op, Op::Compact { .. }) => {
+                        held = Some(job);
+                        break;
+                    }
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            self.commit_batch(batch);
+        }
+    }
+
+    /// Applies `batch` in one transaction, publishes its events, then answers every caller.
+    fn commit_batch(&mut self, batch: Vec<Job>) {
+        let mut results: Vec<Result<(Revision, Event)>> = Vec::with_capacity(batch.len());
+        let outcome = self.apply_batch(&batch, &mut results);
+        let replies: Vec<Result<Revision>> = match outcome {
+            Ok(()) => {
+                let events: Vec<Event> =
+                    results.iter().filter_map(|r| r.as_ref().ok()).map(|(_, e)| e.clone()).collect();
+                if !events.is_empty() {
+                    let sink = lock(&self.sink).clone();
+                    if let Some(sink) = sink {
+                        sink(events);
+                    }
+                }
+                results.into_iter().map(|r| r.map(|(rev, _)| rev)).collect()
+            }
+            // Nothing of the batch was committed: every write in it fails with the reason, except those that
+            // had already failed on their own (their own error is the more precise answer).
+            Err(err) => {
+                let mut replies: Vec<Result<Revision>> = results
+                    .into_iter()
+                    .map(|r| match r {
+                        Ok(_) => Err(err.clone()),
+                        Err(own) => Err(own),
+                    })
+                    .collect();
+                replies.resize_with(batch.len(), || Err(err.clone()));
+                replies
+            }
+        };
+        for (job, reply) in batch.into_iter().zip(replies) {
+            // A caller that gave up waiting is fine: its write is committed (or not) either way.
+            let _ = job.reply.send(reply);
+        }
+    }
+
+    /// Runs the batch inside one transaction; `Err` means the transaction was rolled back as a whole.
+    fn apply_batch(&mut self, batch: &[Job], results: &mut Vec<Result<(Revision, Event)>>) -> Result<()> {
+        let path = self.path.clone();
+        let conn = &self.conn;
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(|err| backend_error(&path, err))?;
+        for job in batch {
+            conn.execute_batch("SAVEPOINT op").map_err(|err| backend_error(&path, err))?;
+            match apply(conn, &job.op) {
+                Ok(done) => {
+                    conn.execute_batch("RELEASE op").map_err(|err| backend_error(&path, err))?;
+                    results.push(Ok(done));
+                }
+                Err(err) => {
+                    let err = backend_error(&path, err);
+                    // SQLite rolls back the whole transaction on some errors (a full disk, an I/O error). The
+                    // writes before this one are then gone too, so the batch fails as a whole.
+                    if conn.is_autocommit() {
+                        results.push(Err(err.clone()));
+                        return Err(err);
+                    }
+                    conn.execute_batch("ROLLBACK TO op; RELEASE op").map_err(|err| backend_error(&path, err))?;
+                    results.push(Err(err));
+                }
+            }
+        }
+        if let Err(err) = conn.execute_batch("COMMIT") {
+            if !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            return Err(backend_error(&path, err));
+        }
+        Ok(())
+    }
+
+    fn compact(&mut self, keep_last: Revision) -> Result<Revision> {
+        if keep_last < 0 {
+            return Err(StoreError::InvalidArgument(format!("keep_last must not be negative (got {keep_last})")));
+        }
+        let path = self.path.clone();
+        let fail = |err: rusqlite::Error| backend_error(&path, err);
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(fail)?;
+        let current = current_revision(&tx)?;
+        let floor = compact_floor(&tx)?.max(current.saturating_sub(keep_last)).max(0);
+        // Reading at the floor must still work, so for each key the newest row at or below the floor stays,
+        // unless it is a tombstone (the key is absent at the floor, so nothing needs to remember it). Rows
+        // above the floor are untouched: they are the retained history that watches replay.
+        tx.execute(
+            "DELETE FROM kine WHERE id <= ?1 AND (deleted = 1 OR id < (
+                 SELECT MAX(newer.id) FROM kine AS newer WHERE newer.name = kine.name AND newer.id <= ?1))",
+            params![floor],
+        )
+        .map_err(fail)?;
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            params![COMPACT_FLOOR_KEY, floor],
+        )
+        .map_err(fail)?;
+        tx.commit().map_err(fail)?;
+        // Copy the WAL back into the database and truncate it, so the WAL stays bounded; the freed pages of
+        // the database file are reused by later writes (or, in a database made with auto_vacuum, returned to
+        // the file system). The pragma reports (busy, log frames, checkpointed frames); a busy result only
+        // means a reader held the WAL, and the next compaction retries.
+        // The vacuum writes to the WAL too, so it goes first.
+        self.conn.execute_batch("PRAGMA incremental_vacuum").map_err(fail)?;
+        self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).map_err(fail)?;
+        Ok(floor)
+    }
+}
+
+/// Applies one write inside the current transaction and returns its revision and event.
+fn apply(conn: &Connection, op: &Op) -> Result<(Revision, Event)> {
+    match op {
+        Op::Create { key, value } => {
+            let prev = latest(conn, key)?;
+            if prev.as_ref().is_some_and(|row| !row.deleted) {
+                return Err(StoreError::AlreadyExists);
+            }
+            // prev_revision links a re-created key to its tombstone; create_revision is the row's own id,
+            // which is known only after the insert. The fix-up happens before commit, so nobody sees the
+            // placeholder.
+            let id = append(conn, key, true, false, None, prev.as_ref(), value)?;
+            conn.prepare_cached("UPDATE kine SET create_revision = id WHERE id = ?1")?.execute(params![id])?;
+            let kv = KeyValue { key: key.clone(), value: value.clone(), create_revision: id, mod_revision: id };
+            Ok((id, Event { kind: EventKind::Put, kv, prev_kv: None }))
+        }
+        Op::Update { key, value, expected } => {
+            let prev = live(conn, key)?.ok_or(StoreError::NotFound)?;
+            if prev.id != *expected {
+                return Err(StoreError::Conflict { current: prev.id });
+            }
+            let id = append(conn, key, false, false, Some(prev.create_revision), Some(&prev), value)?;
+            let kv = KeyValue {
+                key: key.clone(),
+                value: value.clone(),
+                create_revision: prev.create_revision,
+                mod_revision: id,
+            };
+            Ok((id, Event { kind: EventKind::Put, kv, prev_kv: Some(prev.into_kv()) }))
+        }
+        Op::Delete { key, expected } => {
+            let prev = live(conn, key)?.ok_or(StoreError::NotFound)?;
+            if expected.is_some_and(|expected| expected != prev.id) {
+                return Err(StoreError::Conflict { current: prev.id });
+            }
+            // The tombstone's value is empty: the deleted value is kept once, in old_value, for the event's
+            // prev_kv.
+            let id = append(conn, key, false, true, Some(prev.create_revision), Some(&prev), &[])?;
+            let kv = KeyValue {
+                key: key.clone(),
+                value: Vec::new(),
+                create_revision: prev.create_revision,
+                mod_revision: id,
+            };
+            Ok((id, Event { kind: EventKind::Delete, kv, prev_kv: Some(prev.into_kv()) }))
+        }
+        Op::Compact { .. } => unreachable!("compactions run on their own, never inside a batch"),
     }
 }
 
 /// The newest row for `key`, tombstone or not.
 fn latest(conn: &Connection, key: &str) -> Result<Option<LogRow>> {
     let sql = format!("SELECT {ROW_COLUMNS} FROM kine WHERE name = ?1 ORDER BY id DESC LIMIT 1");
-    Ok(conn.query_row(&sql, params![key], LogRow::from_row).optional()?)
+    Ok(conn.prepare_cached(&sql)?.query_row(params![key], LogRow::from_row).optional()?)
 }
 
 /// The newest row for `key` if the key currently exists.
@@ -177,24 +492,28 @@ fn compact_floor(conn: &Connection) -> Result<Revision> {
     Ok(floor.unwrap_or(0))
 }
 
-/// Appends one row and returns its revision.
+/// Appends one row and returns its revision. `create_revision` is `None` for a create (fixed up by the
+/// caller once the id is known).
 fn append(
-    tx: &Transaction<'_>,
+    conn: &Connection,
     key: &str,
     created: bool,
     deleted: bool,
-    create_revision: Revision,
+    create_revision: Option<Revision>,
     prev: Option<&LogRow>,
     value: &[u8],
 ) -> Result<Revision> {
     let prev_revision = prev.map_or(0, |row| row.id);
     let old_value = prev.filter(|row| !row.deleted).map(|row| row.value.as_slice());
-    let id: Revision = tx.query_row(
-        "INSERT INTO kine (name, created, deleted, create_revision, prev_revision, value, old_value)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
-        params![key, created, deleted, create_revision, prev_revision, value, old_value],
-        |row| row.get(0),
-    )?;
+    let id = conn
+        .prepare_cached(
+            "INSERT INTO kine (name, created, deleted, create_revision, prev_revision, value, old_value)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
+        )?
+        .query_row(
+            params![key, created, deleted, create_revision.unwrap_or(0), prev_revision, value, old_value],
+            |row| row.get(0),
+        )?;
     Ok(id)
 }
 
@@ -218,22 +537,11 @@ impl Store for SqliteStore {
         if key.is_empty() {
             return Err(StoreError::InvalidArgument("the key is empty".into()));
         }
-        let mut conn = self.lock();
-        let tx = Self::write_tx(&mut conn)?;
-        let prev = latest(&tx, key)?;
-        if prev.as_ref().is_some_and(|row| !row.deleted) {
-            return Err(StoreError::AlreadyExists);
-        }
-        // prev_revision links a re-created key to its tombstone; create_revision is the row's own id, which
-        // is known only after the insert. The fix-up happens before commit, so nobody sees the placeholder.
-        let id = append(&tx, key, true, false, 0, prev.as_ref(), value)?;
-        tx.execute("UPDATE kine SET create_revision = id WHERE id = ?1", params![id])?;
-        tx.commit()?;
-        Ok(id)
+        self.write(Op::Create { key: key.to_string(), value: value.to_vec() })
     }
 
     fn get(&self, key: &str) -> Result<Option<KeyValue>> {
-        Ok(live(&self.lock(), key)?.map(LogRow::into_kv))
+        self.read(|conn| Ok(live(conn, key)?.map(LogRow::into_kv)))
     }
 
     fn list(
@@ -243,118 +551,86 @@ impl Store for SqliteStore {
         continue_after: Option<&str>,
         at_revision: Option<Revision>,
     ) -> Result<(Vec<KeyValue>, Revision)> {
-        let mut conn = self.lock();
-        // A read transaction so the revision and the rows come from one snapshot.
-        let tx = conn.transaction()?;
-        let current = current_revision(&tx)?;
-        let revision = match at_revision {
-            None => current,
-            Some(rev) if rev > current => {
-                return Err(StoreError::InvalidArgument(format!(
-                    "revision {rev} is in the future (the current revision is {current})"
-                )));
-            }
-            Some(rev) => {
-                let floor = compact_floor(&tx)?;
-                if rev < floor {
-                    return Err(StoreError::Compacted { floor });
+        self.read(|conn| {
+            // A read transaction so the revision and the rows come from one snapshot.
+            let tx = conn.transaction()?;
+            let current = current_revision(&tx)?;
+            let revision = match at_revision {
+                None => current,
+                Some(rev) if rev > current => {
+                    return Err(StoreError::InvalidArgument(format!(
+                        "revision {rev} is in the future (the current revision is {current})"
+                    )));
                 }
-                rev
-            }
-        };
-        // SQLite treats a negative LIMIT as "no limit".
-        let limit = limit.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
-        let (lower, upper) = prefix_range(prefix);
-        let sql = format!(
-            "SELECT {ROW_COLUMNS} FROM kine WHERE id IN (
-                 SELECT MAX(id) FROM kine
-                 WHERE name >= ?1 AND name < CAST(?2 AS TEXT) AND (?3 IS NULL OR name > ?3) AND id <= ?4
-                 GROUP BY name)
-             AND deleted = 0 ORDER BY name LIMIT ?5"
-        );
-        let kvs = {
-            let mut stmt = tx.prepare(&sql)?;
-            let rows = stmt.query_map(params![lower, upper, continue_after, revision, limit], LogRow::from_row)?;
-            rows.map(|row| row.map(LogRow::into_kv)).collect::<rusqlite::Result<Vec<_>>>()?
-        };
-        tx.commit()?;
-        Ok((kvs, revision))
+                Some(rev) => {
+                    let floor = compact_floor(&tx)?;
+                    if rev < floor {
+                        return Err(StoreError::Compacted { floor });
+                    }
+                    rev
+                }
+            };
+            // SQLite treats a negative LIMIT as "no limit".
+            let limit = limit.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
+            let (lower, upper) = prefix_range(prefix);
+            let sql = format!(
+                "SELECT {ROW_COLUMNS} FROM kine WHERE id IN (
+                     SELECT MAX(id) FROM kine
+                     WHERE name >= ?1 AND name < CAST(?2 AS TEXT) AND (?3 IS NULL OR name > ?3) AND id <= ?4
+                     GROUP BY name)
+                 AND deleted = 0 ORDER BY name LIMIT ?5"
+            );
+            let kvs = {
+                let mut stmt = tx.prepare_cached(&sql)?;
+                let rows = stmt.query_map(params![lower, upper, continue_after, revision, limit], LogRow::from_row)?;
+                rows.map(|row| row.map(LogRow::into_kv)).collect::<rusqlite::Result<Vec<_>>>()?
+            };
+            tx.commit()?;
+            Ok((kvs, revision))
+        })
     }
 
     fn update(&self, key: &str, value: &[u8], expected_mod_revision: Revision) -> Result<Revision> {
-        let mut conn = self.lock();
-        let tx = Self::write_tx(&mut conn)?;
-        let prev = live(&tx, key)?.ok_or(StoreError::NotFound)?;
-        if prev.id != expected_mod_revision {
-            return Err(StoreError::Conflict { current: prev.id });
-        }
-        let id = append(&tx, key, false, false, prev.create_revision, Some(&prev), value)?;
-        tx.commit()?;
-        Ok(id)
+        self.write(Op::Update { key: key.to_string(), value: value.to_vec(), expected: expected_mod_revision })
     }
 
     fn delete(&self, key: &str, expected_mod_revision: Option<Revision>) -> Result<Revision> {
-        let mut conn = self.lock();
-        let tx = Self::write_tx(&mut conn)?;
-        let prev = live(&tx, key)?.ok_or(StoreError::NotFound)?;
-        if expected_mod_revision.is_some_and(|expected| expected != prev.id) {
-            return Err(StoreError::Conflict { current: prev.id });
-        }
-        // The tombstone's value is empty: the deleted value is kept once, in old_value, for the event's prev_kv.
-        let id = append(&tx, key, false, true, prev.create_revision, Some(&prev), &[])?;
-        tx.commit()?;
-        Ok(id)
+        self.write(Op::Delete { key: key.to_string(), expected: expected_mod_revision })
     }
 
     fn current_revision(&self) -> Result<Revision> {
-        current_revision(&self.lock())
+        self.read(|conn| current_revision(conn))
     }
 
     fn events_since(&self, revision: Revision, prefix: &str) -> Result<Vec<Event>> {
-        let mut conn = self.lock();
-        let tx = conn.transaction()?;
-        let floor = compact_floor(&tx)?;
-        if revision < floor {
-            return Err(StoreError::Compacted { floor });
-        }
-        let (lower, upper) = prefix_range(prefix);
-        let sql = format!(
-            "SELECT {ROW_COLUMNS} FROM kine WHERE id > ?1 AND name >= ?2 AND name < CAST(?3 AS TEXT) ORDER BY id"
-        );
-        let events = {
-            let mut stmt = tx.prepare(&sql)?;
-            let rows = stmt.query_map(params![revision, lower, upper], LogRow::from_row)?;
-            rows.map(|row| row.map(LogRow::into_event)).collect::<rusqlite::Result<Vec<_>>>()?
-        };
-        tx.commit()?;
-        Ok(events)
+        self.read(|conn| {
+            let tx = conn.transaction()?;
+            let floor = compact_floor(&tx)?;
+            if revision < floor {
+                return Err(StoreError::Compacted { floor });
+            }
+            let (lower, upper) = prefix_range(prefix);
+            let sql = format!(
+                "SELECT {ROW_COLUMNS} FROM kine WHERE id > ?1 AND name >= ?2 AND name < CAST(?3 AS TEXT) ORDER BY id"
+            );
+            let events = {
+                let mut stmt = tx.prepare_cached(&sql)?;
+                let rows = stmt.query_map(params![revision, lower, upper], LogRow::from_row)?;
+                rows.map(|row| row.map(LogRow::into_event)).collect::<rusqlite::Result<Vec<_>>>()?
+            };
+            tx.commit()?;
+            Ok(events)
+        })
     }
 
     fn compact(&self, keep_last: Revision) -> Result<Revision> {
         if keep_last < 0 {
             return Err(StoreError::InvalidArgument(format!("keep_last must not be negative (got {keep_last})")));
         }
-        let mut conn = self.lock();
-        let tx = Self::write_tx(&mut conn)?;
-        let current = current_revision(&tx)?;
-        let floor = compact_floor(&tx)?.max(current.saturating_sub(keep_last)).max(0);
-        // Reading at the floor must still work, so for each key the newest row at or below the floor stays,
-        // unless it is a tombstone (the key is absent at the floor, so nothing needs to remember it). Rows
-        // above the floor are untouched: they are the retained history that watches replay.
-        tx.execute(
-            "DELETE FROM kine WHERE id <= ?1 AND (deleted = 1 OR id < (
-                 SELECT MAX(newer.id) FROM kine AS newer WHERE newer.name = kine.name AND newer.id <= ?1))",
-            params![floor],
-        )?;
-        tx.execute(
-            "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            params![COMPACT_FLOOR_KEY, floor],
-        )?;
-        tx.commit()?;
-        // Copy the WAL back into the database and truncate it, so the WAL stays bounded; the freed pages of
-        // the database file are reused by later writes. The pragma reports (busy, log frames, checkpointed
-        // frames); a busy result only means another reader held the WAL, and the next compaction retries.
-        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
-        Ok(floor)
+        self.write(Op::Compact { keep_last })
+    }
+
+    fn set_event_sink(&self, sink: EventSink) {
+        *lock(&self.sink) = Some(sink);
     }
 }
