@@ -5,8 +5,9 @@
 //! credential chains to it), `server.crt`/`server.key` (the API server's serving certificate, re-issued at
 //! every start because its names depend on flags), `admin.crt`/`admin.key` (CN=admin, O=system:masters, for
 //! the kubeconfig), `kubelet-client.crt`/`.key` (what the API server presents to node agents when it proxies
-//! logs and exec) and `node-<name>.crt`/`.key` (a node agent's serving certificate, also usable as a client
-//! certificate). Keys are ECDSA P-256.
+//! logs and exec) and `node-<name>.crt`/`.key` (a node agent's serving certificate, also its client
+//! certificate: CN `system:node:<name>`, O `system:nodes`, the identity NodeRestriction confines). A node's
+//! kubeconfig is written to `<data-dir>/nodes/<name>/kubeconfig.yaml`. Keys are ECDSA P-256.
 
 use std::io::Write as _;
 use std::net::IpAddr;
@@ -164,7 +165,8 @@ pub fn server_credentials(
     let ca = ClusterCa::load_or_create(&tls_dir)?;
     let server = ca.issue("kube-apiserver", None, server_names, server_ips, true, false)?;
     write_pair(&tls_dir, "server", &server)?;
-    let admin = load_or_issue(&tls_dir, "admin", || ca.issue("admin", Some("system:masters"), &[], &[], false, true))?;
+    let admin =
+        load_or_issue(&tls_dir, "admin", || ca.issue("system:admin", Some("system:masters"), &[], &[], false, true))?;
     let kubelet_client = load_or_issue(&tls_dir, "kubelet-client", || {
         ca.issue("system:apiserver", Some("system:masters"), &[], &[], false, true)
     })?;
@@ -256,6 +258,35 @@ fn write_with_mode(path: &Path, contents: &str, mode: u32) -> Result<(), PkiErro
 
 /// The admin kubeconfig: CA, admin client certificate and key embedded.
 pub fn admin_kubeconfig(server_url: &str, ca_pem: &str, admin: &CertPair) -> String {
+    kubeconfig(server_url, ca_pem, "admin", admin)
+}
+
+/// Where a node's kubeconfig is kept: `<data-dir>/nodes/<name>/kubeconfig.yaml`.
+pub fn node_kubeconfig_path(data_dir: &Path, node_name: &str) -> PathBuf {
+    data_dir.join("nodes").join(node_name).join("kubeconfig.yaml")
+}
+
+/// Issues node credentials for `node_name` (as [`node_credentials`]) and writes the node's kubeconfig
+/// (user `system:node:<name>`, group `system:nodes`: what NodeRestriction confines to its own node) at
+/// [`node_kubeconfig_path`]. Returns the credentials and the kubeconfig's path.
+pub fn write_node_kubeconfig(
+    ca: &ClusterCa,
+    data_dir: &Path,
+    server_url: &str,
+    node_name: &str,
+    node_ip: IpAddr,
+) -> Result<(CertPair, PathBuf), PkiError> {
+    let pair = node_credentials(ca, data_dir, node_name, node_ip)?;
+    let path = node_kubeconfig_path(data_dir, node_name);
+    let dir = path.parent().expect("the path has a parent");
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    write_private(&path, &kubeconfig(server_url, &ca.cert_pem, &format!("system:node:{node_name}"), &pair))?;
+    Ok((pair, path))
+}
+
+/// A kubeconfig for one user: CA, client certificate and key embedded; one cluster and context named
+/// `flotilla`.
+pub fn kubeconfig(server_url: &str, ca_pem: &str, user: &str, pair: &CertPair) -> String {
     use base64::Engine as _;
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
     format!(
@@ -267,7 +298,7 @@ clusters:
     server: {server_url}
     certificate-authority-data: {ca}
 users:
-- name: admin
+- name: {user}
   user:
     client-certificate-data: {cert}
     client-key-data: {key}
@@ -275,12 +306,12 @@ contexts:
 - name: flotilla
   context:
     cluster: flotilla
-    user: admin
+    user: {user}
 current-context: flotilla
 preferences: {{}}
 ",
         ca = b64(ca_pem),
-        cert = b64(&admin.cert_pem),
-        key = b64(&admin.key_pem),
+        cert = b64(&pair.cert_pem),
+        key = b64(&pair.key_pem),
     )
 }

@@ -108,8 +108,8 @@ pub async fn serve(listener: TcpListener, tls: Arc<ServerConfig>, app: Router, s
                     return;
                 }
             };
-            let client_cert = stream.get_ref().1.peer_certificates().is_some_and(|certs| !certs.is_empty());
-            let service = TowerToHyperService::new(app.layer(Extension(ConnInfo { peer, client_cert })));
+            let conn = ConnInfo::from_handshake(peer, stream.get_ref().1.peer_certificates());
+            let service = TowerToHyperService::new(app.layer(Extension(conn)));
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             if let Err(err) = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).await {
                 tracing::debug!(%peer, error = %err, "connection ended with an error");
