@@ -2,9 +2,12 @@
 //! Owned by the API work stream.
 //!
 //! Start-up order: data dir and pid file, credentials (CA at first start), store, bootstrap objects,
-//! listener, kubeconfig; then the in-process components, each with its own `kube::Client` built from the
-//! admin kubeconfig so they use the real HTTPS API path. SIGTERM or SIGINT stops it and removes the pid
-//! file.
+//! listener, kubeconfigs (the admin's, and the node's at `<data-dir>/nodes/<node>/kubeconfig.yaml`); then
+//! the in-process components, each with its own `kube::Client` so they use the real HTTPS API path. The
+//! controllers and the scheduler use the admin credentials and run only while this server holds their
+//! Lease (`leader.rs`: several servers on one datastore run one copy of each); the agent uses its node's
+//! credentials (`system:node:<name>`), so NodeRestriction confines it as it confines a kubelet. SIGTERM
+//! or SIGINT stops the elected work, releases the Leases, stops serving and removes the pid file.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -13,8 +16,9 @@ use std::time::Duration;
 
 use crate::agent::{self, AgentConfig};
 use crate::api::{self, AppState};
+use crate::leader::{self, Election};
 use crate::pki;
-use crate::store::{SqliteStore, WatchedStore};
+use crate::store::{Datastore, WatchedStore};
 
 /// Port of the agent's kubelet-like endpoint.
 pub const KUBELET_PORT: u16 = 10250;
@@ -35,6 +39,12 @@ pub struct ServerConfig {
     pub compact_interval: Duration,
     /// How many of the newest revisions compaction keeps.
     pub compact_keep: i64,
+    /// Leader election of the controllers and the scheduler.
+    pub leader_timing: leader::Timing,
+    /// Where the state lives: SQLite in the data dir (default) or a shared etcd. Servers sharing an etcd
+    /// must also share the data dir's `tls/` directory and `token` file (the CA and the join token), e.g.
+    /// by starting the second server on a copy of them.
+    pub datastore: Datastore,
 }
 
 impl ServerConfig {
@@ -47,6 +57,8 @@ impl ServerConfig {
             no_agent: false,
             compact_interval: Duration::from_secs(60),
             compact_keep: 1000,
+            leader_timing: leader::Timing::default(),
+            datastore: Datastore::default(),
         }
     }
 }
@@ -76,6 +88,8 @@ pub enum ServerError {
     StopTimeout(i32, u64),
     #[error("building a client from {path}: {message}")]
     Client { path: PathBuf, message: String },
+    #[error(transparent)]
+    Timing(#[from] leader::TimingError),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ServerError + '_ {
@@ -131,7 +145,12 @@ pub fn default_node_name() -> String {
 
 /// A `kube::Client` with the admin credentials of the server whose data dir is `data_dir`.
 pub async fn admin_client(data_dir: &Path) -> Result<kube::Client, ServerError> {
-    let path = data_dir.join("kubeconfig.yaml");
+    kubeconfig_client(&data_dir.join("kubeconfig.yaml")).await
+}
+
+/// A `kube::Client` from the kubeconfig at `path` (its current context).
+pub async fn kubeconfig_client(path: &Path) -> Result<kube::Client, ServerError> {
+    let path = path.to_path_buf();
     let err = |message: String| ServerError::Client { path: path.clone(), message };
     let kubeconfig = kube::config::Kubeconfig::read_from(&path).map_err(|e| err(e.to_string()))?;
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
@@ -168,6 +187,7 @@ pub fn stop(data_dir: &Path, wait: Duration) -> Result<i32, ServerError> {
 
 /// Runs the server until SIGTERM or SIGINT.
 pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
+    config.leader_timing.validate()?;
     let data_dir = config.data_dir.clone();
     std::fs::create_dir_all(&data_dir).map_err(io_err(&data_dir))?;
     let pid_path = data_dir.join("server.pid");
@@ -196,9 +216,17 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
     let creds = pki::server_credentials(&data_dir, &names, &ips)?;
 
     let db_path = data_dir.join("state.db");
-    let store = SqliteStore::open(&db_path)
-        .map_err(|e| ServerError::Store { path: db_path.clone(), message: e.to_string() })?;
-    let store = Arc::new(WatchedStore::new(Arc::new(store)));
+    let (datastore, sqlite_path) = (config.datastore.clone(), db_path.clone());
+    let store = tokio::task::spawn_blocking(move || datastore.open(&sqlite_path))
+        .await
+        .unwrap_or_else(|e| Err(crate::store::StoreError::Backend(format!("opening the store: {e}"))));
+    let store_name = if config.datastore == Datastore::Sqlite {
+        db_path.clone()
+    } else {
+        PathBuf::from(config.datastore.to_string())
+    };
+    let store = store.map_err(|e| ServerError::Store { path: store_name, message: e.to_string() })?;
+    let store = Arc::new(WatchedStore::new(store));
     let kubelet_tls =
         api::tls::client_config(&creds.ca.cert_pem, &creds.kubelet_client.cert_pem, &creds.kubelet_client.key_pem)?;
     let state =
@@ -215,6 +243,7 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
         &data_dir.join("kubeconfig.yaml"),
         &pki::admin_kubeconfig(&url, &creds.ca.cert_pem, &creds.admin),
     )?;
+    let (node_creds, node_kubeconfig) = pki::write_node_kubeconfig(&creds.ca, &data_dir, &url, &node_name, node_ip)?;
     pki::write_file(&pid_path, &format!("{}\n", std::process::id()))?;
 
     let tls = api::tls::server_config(&creds.ca.cert_pem, &creds.server.cert_pem, &creds.server.key_pem)?;
@@ -242,12 +271,35 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
         }
     });
 
-    // In-process components, each a client of the HTTPS API like any other.
+    // In-process components, each a client of the HTTPS API like any other. The controllers and the
+    // scheduler run only while this server holds their Lease; each term makes its own client on the
+    // term's runtime, so ending the term ends the client's connections too.
     let client = admin_client(&data_dir).await?;
-    tokio::spawn(crate::controllers::run(client.clone()));
-    tokio::spawn(crate::scheduler::run(client.clone()));
+    let (elect_tx, elect_rx) = tokio::sync::watch::channel(false);
+    let elected = |work: fn(kube::Client) -> futures::future::BoxFuture<'static, ()>| -> leader::Work {
+        let data_dir = data_dir.clone();
+        Arc::new(move || {
+            let data_dir = data_dir.clone();
+            Box::pin(async move {
+                match admin_client(&data_dir).await {
+                    Ok(client) => work(client).await,
+                    Err(err) => tracing::error!(error = %err, "cannot start the elected components"),
+                }
+            })
+        })
+    };
+    let elections = [
+        (leader::CONTROLLERS_LEASE, elected(|c| Box::pin(crate::controllers::run(c)))),
+        (leader::SCHEDULER_LEASE, elected(|c| Box::pin(crate::scheduler::run(c)))),
+    ];
+    let identity = leader::identity(&node_name);
+    let elections = elections.map(|(lease, work)| {
+        let election = Election::new(lease, &identity, config.leader_timing);
+        tokio::spawn(leader::run(client.clone(), election, work, elect_rx.clone()))
+    });
     if !config.no_agent {
-        let node = pki::node_credentials(&creds.ca, &data_dir, &node_name, node_ip)?;
+        let node = node_creds;
+        let agent_client = kubeconfig_client(&node_kubeconfig).await?;
         let agent_config = AgentConfig {
             node_name: node_name.clone(),
             node_ip,
@@ -258,7 +310,6 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
             kubelet_port: KUBELET_PORT,
             ..AgentConfig::default()
         };
-        let agent_client = client.clone();
         tokio::spawn(async move {
             if let Err(err) = agent::run(agent_client, agent_config).await {
                 tracing::error!(error = %err, "the node agent stopped");
@@ -268,6 +319,10 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
 
     wait_for_signal().await;
     tracing::info!("stopping");
+    // Stop the elected work and release the Leases while the API still serves, so another server can
+    // take over at once rather than after the lease duration.
+    let _ = elect_tx.send(true);
+    let _ = tokio::time::timeout(config.leader_timing.renew_deadline, futures::future::join_all(elections)).await;
     let _ = shutdown_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), serving).await;
     if read_pid(&data_dir) == Some(std::process::id() as i32) {

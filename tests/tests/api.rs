@@ -352,8 +352,8 @@ fn kubectl_create_get_delete() {
     server.ok(&["label", "configmap", "settings", "-n", &ns, "tier=web"], None);
     let patch = r#"[{"op": "add", "path": "/data/extra", "value": "y"}]"#;
     server.ok(&["patch", "configmap", "settings", "-n", &ns, "--type", "json", "-p", patch], None);
-    let cm = server
-        .ok(&["get", "configmap", "-n", &ns, "-l", "tier=web", "-o", "jsonpath={.items[0].data.extra}"], None);
+    let cm =
+        server.ok(&["get", "configmap", "-n", &ns, "-l", "tier=web", "-o", "jsonpath={.items[0].data.extra}"], None);
     assert_eq!(cm, "y");
 
     // kubectl's typed create commands send protobuf bodies

@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use common::Tier;
 use common::node::{GracefulChild, Netns, NodeContainers};
 use common::server::{ApiServer, SETTLE_TIMEOUT, START_TIMEOUT, unique};
-use common::Tier;
 
 /// kubectl's human-readable output as tables: one per blank-line-separated section, each a list of rows
 /// (the header first) split on runs of two or more spaces, as kubectl's tabwriter pads with three.

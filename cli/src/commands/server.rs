@@ -32,12 +32,26 @@ pub struct ServerArgs {
     /// Run only the control plane (API, controllers, scheduler), without a node agent.
     #[arg(long)]
     pub no_agent: bool,
+    /// Where the cluster state lives: `sqlite` (state.db in the data dir) or
+    /// `etcd://HOST:PORT[,HOST:PORT...]` (shared by several servers, which must also share the data dir's
+    /// tls/ directory and token file; needs a build with `--features etcd`).
+    #[arg(long, value_name = "URL", default_value = "sqlite")]
+    pub datastore: cluster::store::Datastore,
     /// Seconds between store compactions.
     #[arg(long, value_name = "SECS", default_value_t = 60, hide = true)]
     pub compact_interval: u64,
     /// Revisions of history compaction keeps.
     #[arg(long, value_name = "N", default_value_t = 1000, hide = true)]
     pub compact_keep: i64,
+    /// Leader election of the controllers and scheduler: how long a Lease lasts without renewal.
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = cluster::leader::parse_duration)]
+    pub leader_elect_lease_duration: Duration,
+    /// How long the leader retries renewing before it stops leading.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = cluster::leader::parse_duration)]
+    pub leader_elect_renew_deadline: Duration,
+    /// How often candidates try to take the Lease and the leader renews it.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = cluster::leader::parse_duration)]
+    pub leader_elect_retry_period: Duration,
 }
 
 #[derive(Debug, Subcommand)]
@@ -65,6 +79,12 @@ pub fn run(args: &ServerArgs) -> Result<(), Failure> {
     config.no_agent = args.no_agent;
     config.compact_interval = Duration::from_secs(args.compact_interval.max(1));
     config.compact_keep = args.compact_keep.max(0);
+    config.datastore = args.datastore.clone();
+    config.leader_timing = cluster::leader::Timing {
+        lease_duration: args.leader_elect_lease_duration,
+        renew_deadline: args.leader_elect_renew_deadline,
+        retry_period: args.leader_elect_retry_period,
+    };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("FLOTILLA_LOG")

@@ -66,9 +66,25 @@ impl ApiError {
         Self::new(409, "Conflict", format!("Operation cannot be fulfilled on {qualified_plural} \"{name}\": {message}"))
     }
 
-    /// 422 Invalid: `Pod "x" is invalid: <field>: <problem>`.
+    /// 422 Invalid: `Pod "x" is invalid: <field>: <problem>`, with the one cause in `details.causes`
+    /// (kubectl prints `The Pod "x" is invalid: ...` from them; without them it says "The request is
+    /// invalid"). Several causes: `validation::invalid`.
     pub fn invalid(kind: &str, name: &str, causes: &str) -> Self {
-        Self::new(422, "Invalid", format!("{kind} \"{name}\" is invalid: {causes}"))
+        let mut err = Self::new(422, "Invalid", format!("{kind} \"{name}\" is invalid: {causes}"));
+        let (field, message) = causes.split_once(": ").unwrap_or(("", causes));
+        let reason = match message.split(':').next().unwrap_or_default() {
+            "Required value" => "FieldValueRequired",
+            "Unsupported value" => "FieldValueNotSupported",
+            "Forbidden" => "FieldValueForbidden",
+            "Duplicate value" => "FieldValueDuplicate",
+            _ => "FieldValueInvalid",
+        };
+        err.details = Some(Box::new(json!({
+            "name": name,
+            "kind": kind,
+            "causes": [{"reason": reason, "message": message, "field": field}],
+        })));
+        err
     }
 
     pub fn method_not_allowed() -> Self {

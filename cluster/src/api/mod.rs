@@ -8,16 +8,20 @@
 //! Table printing) and `proxy.rs` (logs and exec proxied to node agents) belong to the kubectl work stream.
 
 pub mod auth;
+pub mod authz;
 pub mod defaults;
 pub mod errors;
 mod handlers;
+pub mod openapi;
 pub mod protobuf;
 pub mod proxy;
 pub mod registry;
 pub mod resources;
 pub mod selectors;
+pub mod strategic;
 pub mod table;
 pub mod tls;
+pub mod validation;
 pub mod watch;
 
 use std::sync::Arc;
@@ -89,11 +93,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/cacerts", get(handlers::cacerts))
         .route("/api", get(handlers::discovery::api_versions))
         .route("/apis", get(handlers::discovery::api_groups))
+        .route("/apis/authentication.k8s.io", get(auth::authentication_group))
+        .route("/apis/authentication.k8s.io/v1", get(auth::authentication_resources))
+        .route("/apis/authentication.k8s.io/v1/selfsubjectreviews", any(auth::self_subject_review))
         .route("/api/{*rest}", any(handlers::api_entry))
         .route("/apis/{*rest}", any(handlers::apis_entry))
-        .route("/openapi/v2", get(handlers::discovery::openapi_missing))
-        .route("/openapi/v3", get(handlers::discovery::openapi_v3_root))
-        .route("/openapi/v3/{*rest}", get(handlers::discovery::openapi_v3_sub))
+        .route("/openapi/v2", get(openapi::v2))
+        .route("/openapi/v3", get(openapi::index))
+        .route("/openapi/v3/{*rest}", get(openapi::group_version))
         .fallback(handlers::not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .with_state(state)

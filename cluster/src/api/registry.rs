@@ -57,6 +57,8 @@ pub struct DeleteOptions {
     pub propagation_policy: Option<String>,
     pub precondition_uid: Option<String>,
     pub precondition_resource_version: Option<String>,
+    /// `dryRun=All` (query or body): nothing is deleted (see `validation::delete_dry_run`).
+    pub dry_run: bool,
 }
 
 /// Now, as apimachinery serialises `metav1.Time` (whole seconds, UTC).
@@ -232,7 +234,19 @@ impl AppState {
     }
 
     /// Creates an object (POST). `ns` is the namespace of the URL.
-    pub async fn create_obj(&self, res: &Resource, ns: Option<&str>, mut obj: Value) -> ApiResult<Value> {
+    pub async fn create_obj(&self, res: &Resource, ns: Option<&str>, obj: Value) -> ApiResult<Value> {
+        self.create_obj_opts(res, ns, obj, false).await
+    }
+
+    /// Creates an object; a dry run (`dryRun=All`) does everything but the write (and so allocates
+    /// nothing: a service's address and node ports exist only in the answer).
+    pub async fn create_obj_opts(
+        &self,
+        res: &Resource,
+        ns: Option<&str>,
+        mut obj: Value,
+        dry_run: bool,
+    ) -> ApiResult<Value> {
         if !obj.is_object() {
             return Err(ApiError::bad_request("the request body must be a JSON object"));
         }
@@ -272,6 +286,7 @@ impl AppState {
             meta(&mut obj).insert("generation".into(), json!(1));
         }
         defaults::apply(res.group, res.kind, &mut obj);
+        super::validation::validate(res, &obj, None)?;
         if res.namespaced {
             let ns = ns.unwrap_or_default();
             self.check_namespace_open(res, ns, given_name.as_deref().unwrap_or_default()).await?;
@@ -295,6 +310,14 @@ impl AppState {
             }
             meta(&mut obj).insert("name".into(), json!(name));
             let key = res.key(ns, &name);
+            if dry_run {
+                let k = key.clone();
+                match self.blocking(move |s| s.store().get(&k)).await.map_err(ApiError::from_store)? {
+                    Some(_) if given_name.is_none() => continue,
+                    Some(_) => return Err(ApiError::already_exists(&res.qualified(), &name, res.group, res.plural)),
+                    None => return Ok(obj),
+                }
+            }
             let bytes = encode(&obj);
             match self.blocking(move |s| s.create(&key, &bytes)).await {
                 Ok(rev) => {
@@ -340,6 +363,24 @@ impl AppState {
         name: &str,
         sub: Sub,
         precondition: Option<String>,
+        f: F,
+    ) -> ApiResult<Value>
+    where
+        F: FnMut(&Value) -> ApiResult<Value>,
+    {
+        self.update_with_opts(res, ns, name, sub, precondition, false, f).await
+    }
+
+    /// [`Self::update_with`]; a dry run (`dryRun=All`) does everything but the write.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn update_with_opts<F>(
+        &self,
+        res: &Resource,
+        ns: Option<&str>,
+        name: &str,
+        sub: Sub,
+        precondition: Option<String>,
+        dry_run: bool,
         mut f: F,
     ) -> ApiResult<Value>
     where
@@ -364,6 +405,9 @@ impl AppState {
             self.prepare_update(res, &current, &mut new, sub).await?;
             if strip_rv(&new) == strip_rv(&current) {
                 return Ok(current);
+            }
+            if dry_run {
+                return Ok(new);
             }
             let key = res.key(ns, name);
             if should_delete_on_update(res, &new) {
@@ -459,6 +503,9 @@ impl AppState {
             }
         }
         defaults::apply(res.group, res.kind, new);
+        if sub == Sub::Main {
+            super::validation::validate(res, new, Some(current))?;
+        }
         if current.get("spec") != new.get("spec") && current.pointer("/metadata/generation").is_some() {
             let generation = current.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
             meta(new).insert("generation".into(), json!(generation + 1));
@@ -537,17 +584,24 @@ impl AppState {
                     0
                 };
                 let current_grace = current.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64);
-                let has_finalizers = !finalizers_empty(&current);
+                let finalizers_changed = apply_propagation(&mut next, opts.propagation_policy.as_deref());
+                let has_finalizers = !finalizers_empty(&next);
                 if grace > 0 || has_finalizers {
                     // Graceful: the agent stops the containers and deletes with grace 0. Finalizers: their
-                    // owners remove them, and the update that empties them deletes the object.
-                    if deleting && current_grace.is_some_and(|g| g <= grace) {
+                    // owners remove them (the garbage collector removes `orphan` and `foregroundDeletion`),
+                    // and the update that empties them deletes the object.
+                    if deleting && current_grace.is_some_and(|g| g <= grace) && !finalizers_changed {
                         return Ok(current);
                     }
                     let m = meta(&mut next);
                     if !deleting || grace < current_grace.unwrap_or(i64::MAX) {
                         m.insert("deletionTimestamp".into(), json!(rfc3339_after(grace)));
                     }
+                    if !deleting && let Some(generation) = m.get("generation").and_then(Value::as_i64) {
+                        // kube-apiserver bumps the generation when it starts deleting an object it keeps.
+                        m.insert("generation".into(), json!(generation + 1));
+                    }
+                    let grace = if deleting { grace.min(current_grace.unwrap_or(grace)) } else { grace };
                     m.insert("deletionGracePeriodSeconds".into(), json!(grace));
                     match self.write_if_unchanged(res, ns, name, &next, rev).await? {
                         Some(obj) => return Ok(obj),
@@ -762,6 +816,45 @@ impl AppState {
         }
     }
 }
+
+/// The garbage collector's finalizers a deletion's propagation policy asks for, as kube-apiserver's
+/// `deletionFinalizersForGarbageCollection`: Orphan adds `orphan`, Foreground adds `foregroundDeletion`
+/// (each removing the other), Background removes both; no policy leaves them as they are (our default
+/// policy for every kind is Background, which needs no finalizer). Returns whether the list changed.
+fn apply_propagation(obj: &mut Value, policy: Option<&str>) -> bool {
+    let Some(policy) = policy else { return false };
+    let current: Vec<String> = obj
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .map(|f| f.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .unwrap_or_default();
+    let (add, remove) = match policy {
+        "Orphan" => (Some(FINALIZER_ORPHAN), vec![FINALIZER_FOREGROUND]),
+        "Foreground" => (Some(FINALIZER_FOREGROUND), vec![FINALIZER_ORPHAN]),
+        _ => (None, vec![FINALIZER_ORPHAN, FINALIZER_FOREGROUND]),
+    };
+    let mut next: Vec<String> = current.iter().filter(|f| !remove.contains(&f.as_str())).cloned().collect();
+    if let Some(add) = add
+        && !next.iter().any(|f| f == add)
+    {
+        next.push(add.to_string());
+    }
+    if next == current {
+        return false;
+    }
+    let m = meta(obj);
+    if next.is_empty() {
+        m.remove("finalizers");
+    } else {
+        m.insert("finalizers".into(), json!(next));
+    }
+    true
+}
+
+/// The garbage collector's finalizer for `propagationPolicy: Orphan`.
+pub const FINALIZER_ORPHAN: &str = "orphan";
+/// The garbage collector's finalizer for `propagationPolicy: Foreground`.
+pub const FINALIZER_FOREGROUND: &str = "foregroundDeletion";
 
 fn strip_rv(obj: &Value) -> Value {
     let mut obj = obj.clone();

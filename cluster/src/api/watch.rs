@@ -1,7 +1,8 @@
 //! Watches: newline-delimited JSON events streamed in one chunked response, as kube-apiserver sends them.
 //!
 //! A watch subscribes to the store's broadcast first, then replays what it must (the current objects as
-//! synthetic ADDED events for resourceVersion "" or "0", else the log after the given revision), then
+//! synthetic ADDED events for resourceVersion "" or "0" or `sendInitialEvents=true` — the latter ending
+//! with a BOOKMARK annotated `k8s.io/initial-events-end` — else the log after the given revision), then
 //! follows the broadcast, skipping anything at or below the last revision it sent. A watcher that lags
 //! behind the broadcast re-reads the log from its last revision. A revision below the compaction floor
 //! ends the watch with an ERROR event carrying a 410 Expired Status (HTTP 200), which is what makes
@@ -39,6 +40,11 @@ pub struct WatchRequest {
     pub resource_version: Option<String>,
     pub bookmarks: bool,
     pub timeout: Option<Duration>,
+    /// `sendInitialEvents`: Some(true) starts with the current state even for a given resourceVersion
+    /// and marks its end with a BOOKMARK annotated `k8s.io/initial-events-end: "true"` (the streaming
+    /// list of kube-apiserver 1.33); Some(false) never sends it; None is the legacy rule (current state
+    /// for resourceVersion "" or "0", without the marker).
+    pub send_initial_events: Option<bool>,
     /// Some(includeObject query value) when the client asked for `as=Table` (`kubectl get -w`): each
     /// ADDED/MODIFIED/DELETED object is then sent as a one-row Table, as kube-apiserver does.
     pub table: Option<String>,
@@ -46,9 +52,17 @@ pub struct WatchRequest {
 
 /// Starts a watch and returns the streaming response.
 pub async fn watch(state: Arc<AppState>, res: &'static Resource, req: WatchRequest) -> ApiResult<Response> {
-    let start: Option<Revision> = match req.resource_version.as_deref() {
+    let given: Option<Revision> = match req.resource_version.as_deref() {
         None | Some("") | Some("0") => None,
         Some(rv) => Some(rv.parse().map_err(|_| ApiError::bad_request(format!("invalid resourceVersion: {rv}")))?),
+    };
+    let start = match req.send_initial_events {
+        Some(true) => Start::InitialEvents,
+        Some(false) => match given {
+            Some(rev) => Start::From(rev),
+            None => Start::From(state.blocking(|s| s.store().current_revision()).await.map_err(ApiError::from_store)?),
+        },
+        None => given.map_or(Start::Current, Start::From),
     };
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     let rx_events = state.store.subscribe();
@@ -59,6 +73,17 @@ pub async fn watch(state: Arc<AppState>, res: &'static Resource, req: WatchReque
     let body =
         Body::from_stream(futures::StreamExt::map(ReceiverStream::new(rx), Ok::<Bytes, std::convert::Infallible>));
     Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// Where a watch starts.
+#[derive(Debug, Clone, Copy)]
+enum Start {
+    /// Synthetic ADDED events for the current state (legacy resourceVersion "" or "0").
+    Current,
+    /// The current state, then the initial-events-end BOOKMARK.
+    InitialEvents,
+    /// The log after this revision.
+    From(Revision),
 }
 
 struct Watcher {
@@ -77,11 +102,15 @@ struct Watcher {
 struct Gone;
 
 impl Watcher {
-    async fn run(&mut self, start: Option<Revision>, mut events: broadcast::Receiver<Arc<Event>>) {
+    async fn run(&mut self, start: Start, mut events: broadcast::Receiver<Arc<Event>>) {
         let prefix = self.res.list_prefix(self.req.namespace.as_deref());
         let initial = match start {
-            None => self.send_current().await,
-            Some(rev) => {
+            Start::Current => self.send_current().await,
+            Start::InitialEvents => match self.send_current().await {
+                Ok(()) => self.send_bookmark(true).await,
+                Err(gone) => Err(gone),
+            },
+            Start::From(rev) => {
                 self.last = rev;
                 self.catch_up(&prefix).await
             }
@@ -98,15 +127,7 @@ impl Watcher {
                 _ = &mut deadline => return,
                 _ = self.tx.closed() => return,
                 _ = bookmarks.tick(), if self.req.bookmarks => {
-                    let bookmark = json!({
-                        "type": "BOOKMARK",
-                        "object": {
-                            "kind": self.res.kind,
-                            "apiVersion": self.res.api_version(),
-                            "metadata": {"resourceVersion": self.last.to_string()},
-                        },
-                    });
-                    if self.send(&bookmark).await.is_err() {
+                    if self.send_bookmark(false).await.is_err() {
                         return;
                     }
                 }
@@ -134,6 +155,21 @@ impl Watcher {
                 },
             }
         }
+    }
+
+    /// A BOOKMARK at the newest revision accounted for: an object of the watched kind with only
+    /// `metadata.resourceVersion` (and, ending the initial events, the `k8s.io/initial-events-end`
+    /// annotation), as kube-apiserver sends it.
+    async fn send_bookmark(&mut self, initial_events_end: bool) -> Result<(), Gone> {
+        let mut metadata = json!({"resourceVersion": self.last.to_string()});
+        if initial_events_end {
+            metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+        }
+        let bookmark = json!({
+            "type": "BOOKMARK",
+            "object": {"kind": self.res.kind, "apiVersion": self.res.api_version(), "metadata": metadata},
+        });
+        self.send(&bookmark).await
     }
 
     /// Synthetic ADDED events for every current object, then the watch continues from the list's revision.

@@ -11,7 +11,7 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentCondition, DeploymentStatus, ReplicaSet, ReplicaSetSpec, ReplicaSetStatus,
 };
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
@@ -185,6 +185,27 @@ pub fn compute_status(
     }
 }
 
+/// Deployment annotations that are not copied to its ReplicaSets (kube-controller-manager's skip list).
+const NOT_COPIED: &[&str] = &[
+    "kubectl.kubernetes.io/last-applied-configuration",
+    REVISION,
+    "deployment.kubernetes.io/revision-history",
+    "deployment.kubernetes.io/desired-replicas",
+    "deployment.kubernetes.io/max-replicas",
+    "deprecated.deployment.rollback.to",
+];
+
+/// The Deployment's annotations its new ReplicaSet carries (`kubernetes.io/change-cause` among them,
+/// which `kubectl rollout history` shows per revision).
+fn copied_annotations(deploy: &Deployment) -> BTreeMap<String, String> {
+    deploy
+        .annotations()
+        .iter()
+        .filter(|(k, _)| !NOT_COPIED.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
 fn revision_of(rs: &ReplicaSet) -> i64 {
     rs.annotations().get(REVISION).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
@@ -211,7 +232,11 @@ pub fn new_replicaset(deploy: &Deployment, hash: &str, replicas: i32, revision: 
             name: Some(format!("{}-{hash}", deploy.name_any())),
             namespace: deploy.namespace(),
             labels: Some(labels),
-            annotations: Some(BTreeMap::from([(REVISION.to_string(), revision.to_string())])),
+            annotations: Some({
+                let mut annotations = copied_annotations(deploy);
+                annotations.insert(REVISION.to_string(), revision.to_string());
+                annotations
+            }),
             owner_references: Some(vec![controller_ref(deploy)]),
             ..Default::default()
         },
@@ -272,23 +297,37 @@ async fn reconcile(deploy: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Err
     let new_rs = match new_idx {
         Some(i) => {
             let rs = owned.remove(i);
+            let mut annotations = serde_json::Map::new();
             if revision_of(&rs) < max_revision || rs.annotations().get(REVISION).is_none() {
                 let rev = if owned.iter().any(|o| revision_of(o) >= revision_of(&rs)) {
                     max_revision + 1
                 } else {
                     max_revision.max(1)
                 };
-                let patch = json!({"metadata": {"annotations": {REVISION: rev.to_string()}}});
-                rs_api.patch(&rs.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?
-            } else {
+                annotations.insert(REVISION.into(), json!(rev.to_string()));
+            }
+            for (k, v) in copied_annotations(&deploy) {
+                if rs.annotations().get(&k) != Some(&v) {
+                    annotations.insert(k, json!(v));
+                }
+            }
+            if annotations.is_empty() {
                 rs
+            } else {
+                let patch = json!({"metadata": {"annotations": annotations}});
+                rs_api.patch(&rs.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?
             }
         }
         None => {
             let initial = if owned.iter().all(|r| rs_counts(r).replicas == 0) && !recreate { desired } else { 0 };
             let rs = new_replicaset(&deploy, &hash, initial, max_revision + 1);
             match rs_api.create(&PostParams::default(), &rs).await {
-                Ok(rs) => rs,
+                Ok(rs) => {
+                    if initial > 0 {
+                        record_scaling(&ctx.client, &deploy, &rs.name_any(), 0, initial).await;
+                    }
+                    rs
+                }
                 Err(e) if super::is_conflict(&e) => {
                     // A ReplicaSet of that name exists but is not ours or has another template: bump the
                     // collision count so the next hash differs, as kube-controller-manager does.
@@ -328,10 +367,12 @@ async fn reconcile(deploy: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Err
         };
         if plan.new != new_counts.replicas {
             scale(&rs_api, &new_rs.name_any(), plan.new).await?;
+            record_scaling(&ctx.client, &deploy, &new_rs.name_any(), new_counts.replicas, plan.new).await;
         }
         for (rs, target) in owned.iter().zip(&plan.old) {
             if *target != rs_counts(rs).replicas {
                 scale(&rs_api, &rs.name_any(), *target).await?;
+                record_scaling(&ctx.client, &deploy, &rs.name_any(), rs_counts(rs).replicas, *target).await;
             }
         }
     }
@@ -379,6 +420,42 @@ fn status_equal(old: Option<&DeploymentStatus>, new: &DeploymentStatus) -> bool 
         s
     };
     strip(old) == strip(new)
+}
+
+/// The `ScalingReplicaSet` event kube-controller-manager records on the Deployment (what `kubectl
+/// describe deployment` lists under Events). Events are for humans: failing to record one is logged only.
+async fn record_scaling(client: &kube::Client, deploy: &Deployment, rs: &str, from: i32, to: i32) {
+    let ns = deploy.namespace().unwrap_or_default();
+    let direction = if to > from { "up" } else { "down" };
+    let now = super::now();
+    let event = Event {
+        metadata: ObjectMeta {
+            generate_name: Some(format!("{}.", deploy.name_any())),
+            namespace: Some(ns.clone()),
+            ..Default::default()
+        },
+        involved_object: ObjectReference {
+            api_version: Some("apps/v1".into()),
+            kind: Some("Deployment".into()),
+            name: deploy.metadata.name.clone(),
+            namespace: Some(ns.clone()),
+            uid: deploy.metadata.uid.clone(),
+            resource_version: deploy.metadata.resource_version.clone(),
+            ..Default::default()
+        },
+        reason: Some("ScalingReplicaSet".into()),
+        message: Some(format!("Scaled {direction} replica set {rs} from {from} to {to}")),
+        type_: Some("Normal".into()),
+        source: Some(EventSource { component: Some("deployment-controller".into()), host: None }),
+        first_timestamp: Some(now.clone()),
+        last_timestamp: Some(now),
+        count: Some(1),
+        reporting_component: Some("deployment-controller".into()),
+        ..Default::default()
+    };
+    if let Err(err) = Api::<Event>::namespaced(client.clone(), &ns).create(&PostParams::default(), &event).await {
+        tracing::debug!(%err, "cannot record ScalingReplicaSet event");
+    }
 }
 
 async fn scale(api: &Api<ReplicaSet>, name: &str, replicas: i32) -> Result<(), Error> {

@@ -1,6 +1,14 @@
 //! Garbage collector: deletes (background propagation) every object whose owners, by uid, are all gone,
 //! and drops dangling references from objects that still have a live owner.
 //!
+//! It also finishes the other two propagation policies, as kube-controller-manager's collector does. An
+//! owner deleted with `propagationPolicy: Orphan` keeps an `orphan` finalizer: its dependents lose their
+//! reference to it, then the finalizer goes (and with it the owner). An owner deleted with `Foreground`
+//! keeps a `foregroundDeletion` finalizer: its dependents are deleted (those with `blockOwnerDeletion`
+//! in the foreground too, so a Deployment waits for its ReplicaSets, which wait for their pods), and the
+//! finalizer goes once no blocking dependent is left. While such owners are pending the collector polls
+//! every [`PENDING_PERIOD`], since the dependents' deletions it waits for are not all watched.
+//!
 //! A sweep lists the dependent kinds first and the owner kinds second, so an owner created after its
 //! dependent is always seen; each verdict is confirmed with a GET before deleting. Sweeps run when an owner
 //! kind reports a deletion (cascades: Deployment → ReplicaSets → Pods) and every [`SWEEP_PERIOD`] otherwise
@@ -19,12 +27,16 @@ use serde_json::json;
 use tokio::sync::Notify;
 
 use super::{Error, is_not_found};
+use crate::api::registry::{FINALIZER_FOREGROUND, FINALIZER_ORPHAN};
 
 /// Owner kinds whose deletions are watched (by plural).
 pub const WATCHED_OWNERS: &[&str] = &["deployments", "replicasets", "statefulsets", "daemonsets", "jobs", "services"];
 
 /// Sweep period when no owner deletion prompts one.
 pub const SWEEP_PERIOD: Duration = Duration::from_secs(15);
+
+/// Poll period while an owner waits for its dependents (foreground) or their orphaning.
+pub const PENDING_PERIOD: Duration = Duration::from_millis(250);
 
 /// A kind the collector knows how to list and look up.
 #[derive(Clone, Copy, Debug)]
@@ -141,6 +153,7 @@ pub async fn run(client: kube::Client) {
             while let Some(ev) = stream.next().await {
                 match ev {
                     Ok(watcher::Event::Delete(_)) | Ok(watcher::Event::InitDone) => notify.notify_one(),
+                    Ok(watcher::Event::Apply(o)) if awaits_collector(&o) => notify.notify_one(),
                     Ok(_) => {}
                     // Kinds the server does not serve keep failing here; back off quietly.
                     Err(_) => tokio::time::sleep(Duration::from_secs(10)).await,
@@ -148,13 +161,120 @@ pub async fn run(client: kube::Client) {
             }
         });
     }
+    let mut pending = false;
     loop {
-        let _ = tokio::time::timeout(SWEEP_PERIOD, notify.notified()).await;
+        let period = if pending { PENDING_PERIOD } else { SWEEP_PERIOD };
+        let _ = tokio::time::timeout(period, notify.notified()).await;
         // Let a burst of deletions settle into one sweep.
         tokio::time::sleep(Duration::from_millis(50)).await;
+        pending = match propagate(&client).await {
+            Ok(pending) => pending,
+            Err(err) => {
+                tracing::warn!(%err, "garbage collection of orphan/foreground deletions failed");
+                true
+            }
+        };
         if let Err(err) = sweep(&client).await {
             tracing::warn!(%err, "garbage collection sweep failed");
         }
+    }
+}
+
+/// Whether an object is being deleted and carries one of the collector's finalizers.
+pub fn awaits_collector(obj: &DynamicObject) -> bool {
+    obj.metadata.deletion_timestamp.is_some()
+        && obj.finalizers().iter().any(|f| f == FINALIZER_ORPHAN || f == FINALIZER_FOREGROUND)
+}
+
+/// Whether `r` is a reference to the owner with this uid that blocks the owner's foreground deletion.
+fn blocks(r: &OwnerReference, uid: &str) -> bool {
+    r.uid == uid && r.block_owner_deletion == Some(true)
+}
+
+/// One pass over owners being deleted with the `orphan` or `foregroundDeletion` finalizer; returns
+/// whether some are still waiting.
+pub async fn propagate(client: &kube::Client) -> Result<bool, Error> {
+    let mut owners: Vec<(&'static Kind, DynamicObject)> = vec![];
+    for kind in OWNERS.iter().chain(DEPENDENTS.iter().filter(|d| !OWNERS.iter().any(|o| o.plural == d.plural))) {
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &kind.api_resource());
+        if let Ok(list) = api.list(&ListParams::default()).await {
+            owners.extend(list.items.into_iter().filter(awaits_collector).map(|o| (kind, o)));
+        }
+    }
+    if owners.is_empty() {
+        return Ok(false);
+    }
+    let mut dependents: Vec<(&'static Kind, DynamicObject)> = vec![];
+    for kind in DEPENDENTS {
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &kind.api_resource());
+        match api.list(&ListParams::default()).await {
+            Ok(list) => dependents
+                .extend(list.items.into_iter().filter(|o| !o.owner_references().is_empty()).map(|o| (kind, o))),
+            // Without a full view of the dependents no finalizer may go: wait for the next pass.
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let mut pending = false;
+    for (kind, owner) in owners {
+        let Some(uid) = owner.uid() else { continue };
+        let ns = owner.namespace();
+        let mine: Vec<&(&'static Kind, DynamicObject)> = dependents
+            .iter()
+            .filter(|(_, d)| d.owner_references().iter().any(|r| r.uid == uid) && (ns.is_none() || d.namespace() == ns))
+            .collect();
+        let finalizer = if owner.finalizers().iter().any(|f| f == FINALIZER_ORPHAN) {
+            // Orphan: drop our reference from every dependent first; a conflict waits for the next pass.
+            let mut done = true;
+            for (dkind, d) in &mine {
+                let api = dependent_api(client, dkind, d);
+                let refs: Vec<&OwnerReference> = d.owner_references().iter().filter(|r| r.uid != uid).collect();
+                let patch = json!({"metadata": {"ownerReferences": refs, "resourceVersion": d.resource_version()}});
+                match api.patch(&d.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+                    Ok(_) => {}
+                    Err(e) if is_not_found(&e) => {}
+                    Err(e) if super::is_conflict(&e) => done = false,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            done.then_some(FINALIZER_ORPHAN)
+        } else {
+            // Foreground: delete every dependent (blocking ones in the foreground too); the owner goes
+            // when no blocking dependent is left.
+            let mut blocked = false;
+            for (dkind, d) in &mine {
+                let blocking = d.owner_references().iter().any(|r| blocks(r, &uid));
+                blocked |= blocking;
+                if d.metadata.deletion_timestamp.is_some() {
+                    continue;
+                }
+                let dp = if blocking { DeleteParams::foreground() } else { DeleteParams::background() };
+                tracing::info!(kind = dkind.kind, name = %d.name_any(), owner = %owner.name_any(), "deleting dependent of an owner deleted in the foreground");
+                super::delete_ignore_missing(&dependent_api(client, dkind, d), &d.name_any(), &dp).await?;
+            }
+            (!blocked).then_some(FINALIZER_FOREGROUND)
+        };
+        let Some(finalizer) = finalizer else {
+            pending = true;
+            continue;
+        };
+        let api = dependent_api(client, kind, &owner);
+        let rest: Vec<&String> = owner.finalizers().iter().filter(|f| *f != finalizer).collect();
+        let patch = json!({"metadata": {"finalizers": rest, "resourceVersion": owner.resource_version()}});
+        match api.patch(&owner.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+            Ok(_) => {}
+            Err(e) if is_not_found(&e) => {}
+            Err(e) if super::is_conflict(&e) => pending = true,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(pending)
+}
+
+/// The API for an object of `kind`, in the object's namespace when the kind is namespaced.
+fn dependent_api(client: &kube::Client, kind: &Kind, obj: &DynamicObject) -> Api<DynamicObject> {
+    match obj.namespace() {
+        Some(ns) if kind.namespaced => Api::namespaced_with(client.clone(), &ns, &kind.api_resource()),
+        _ => Api::all_with(client.clone(), &kind.api_resource()),
     }
 }
 

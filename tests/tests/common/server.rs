@@ -22,13 +22,27 @@ pub struct ApiServer {
     pub dir: tempfile::TempDir,
     pub port: u16,
     child: Option<Child>,
+    /// Extra environment of the server process (e.g. `FLOTILLA_LOG`), kept for restarts.
+    env: Vec<(String, String)>,
 }
 
 impl ApiServer {
     /// Starts a server with `extra` server flags and waits until `/readyz` answers.
     pub fn start(extra: &[&str]) -> ApiServer {
         let dir = tempfile::Builder::new().prefix("flt-api-").tempdir().expect("creating a temporary data dir");
-        let mut server = ApiServer { dir, port: 0, child: None };
+        let mut server = ApiServer { dir, port: 0, child: None, env: Vec::new() };
+        server.spawn(extra);
+        server.wait_ready();
+        server
+    }
+
+    /// Like [`ApiServer::start`], with `env` added to the server's environment and `prepare` run on the
+    /// empty data dir first (to give it another server's CA and token, say).
+    pub fn start_with(extra: &[&str], env: &[(&str, &str)], prepare: impl FnOnce(&Path)) -> ApiServer {
+        let dir = tempfile::Builder::new().prefix("flt-api-").tempdir().expect("creating a temporary data dir");
+        prepare(dir.path());
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut server = ApiServer { dir, port: 0, child: None, env };
         server.spawn(extra);
         server.wait_ready();
         server
@@ -48,6 +62,7 @@ impl ApiServer {
             .arg(self.dir.path())
             .args(extra)
             .env("HOME", self.dir.path())
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("cloning the log file handle"))
             .stderr(log)
@@ -69,7 +84,11 @@ impl ApiServer {
             if self.kubeconfig().is_file() && self.kubectl(&["get", "--raw", "/readyz"], None).success() {
                 return;
             }
-            assert!(Instant::now() < deadline, "flotilla server not ready after {START_TIMEOUT:?}; log:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "flotilla server not ready after {START_TIMEOUT:?}; log:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }

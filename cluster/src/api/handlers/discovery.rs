@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde_json::{Value, json};
 
 use crate::api::AppState;
@@ -29,7 +29,8 @@ fn group_json(group: &str, version: &str) -> Value {
 }
 
 pub async fn api_groups(State(_state): State<Arc<AppState>>) -> Response {
-    let groups: Vec<Value> = groups().into_iter().map(|(g, v)| group_json(g, v)).collect();
+    let mut groups: Vec<Value> = groups().into_iter().map(|(g, v)| group_json(g, v)).collect();
+    groups.push(crate::api::auth::authentication_group_json());
     json_response(StatusCode::OK, &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}))
 }
 
@@ -98,75 +99,4 @@ pub fn resource_list(group: &str, version: &str) -> Result<Response, ApiError> {
         StatusCode::OK,
         &json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": list}),
     ))
-}
-
-/// `/openapi/v3`: the index of per-group-version documents, as kubectl's OpenAPI v3 client reads it.
-pub async fn openapi_v3_root() -> Response {
-    let mut paths = serde_json::Map::new();
-    paths.insert("api/v1".into(), json!({"serverRelativeURL": "/openapi/v3/api/v1"}));
-    for (group, version) in groups() {
-        let gv = format!("apis/{group}/{version}");
-        paths.insert(gv.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{gv}")}));
-    }
-    json_response(StatusCode::OK, &json!({"paths": paths}))
-}
-
-/// `/openapi/v3/api/v1` and `/openapi/v3/apis/{group}/{version}`: a minimal document that declares, for
-/// every resource, the PATCH operation with its group-version-kind and the `fieldValidation` parameter.
-/// That is what kubectl looks for to decide that validation is done server-side (so it does not
-/// download schemas to validate client-side). Full schemas come with issue 3 of 5.
-pub fn openapi_v3_doc(group: &str, version: &str) -> Result<Response, ApiError> {
-    let mut paths = serde_json::Map::new();
-    for res in RESOURCES.iter().filter(|r| r.group == group && r.version == version) {
-        let base = if group.is_empty() { format!("/api/{version}") } else { format!("/apis/{group}/{version}") };
-        let path = if res.namespaced {
-            format!("{base}/namespaces/{{namespace}}/{}/{{name}}", res.plural)
-        } else {
-            format!("{base}/{}/{{name}}", res.plural)
-        };
-        let op = json!({
-            "operationId": format!("patch{}", res.kind),
-            "parameters": [
-                {"name": "dryRun", "in": "query", "schema": {"type": "string"}},
-                {"name": "fieldManager", "in": "query", "schema": {"type": "string"}},
-                {"name": "fieldValidation", "in": "query", "schema": {"type": "string"}},
-            ],
-            "responses": {"200": {"description": "OK"}},
-            "x-kubernetes-action": "patch",
-            "x-kubernetes-group-version-kind": {"group": res.group, "version": res.version, "kind": res.kind},
-        });
-        let mut post = op.clone();
-        post["operationId"] = json!(format!("create{}", res.kind));
-        post["x-kubernetes-action"] = json!("post");
-        paths.insert(path, json!({"patch": op, "put": post.clone()}));
-    }
-    if paths.is_empty() {
-        return Err(ApiError::path_not_found());
-    }
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({
-            "openapi": "3.0.0",
-            "info": {"title": "Kubernetes", "version": crate::api::GIT_VERSION},
-            "paths": paths,
-            "components": {"schemas": {}},
-        }),
-    ))
-}
-
-/// `/openapi/v3/...` sub-documents.
-pub async fn openapi_v3_sub(req: axum::extract::Request) -> Response {
-    let path = req.uri().path().trim_start_matches("/openapi/v3/").to_string();
-    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    let result = match segs.as_slice() {
-        ["api", version] => openapi_v3_doc("", version),
-        ["apis", group, version] => openapi_v3_doc(group, version),
-        _ => Err(ApiError::path_not_found()),
-    };
-    result.unwrap_or_else(IntoResponse::into_response)
-}
-
-/// No OpenAPI v2 document (issue 3 of 5); kubectl uses v3.
-pub async fn openapi_missing() -> Response {
-    ApiError::path_not_found().into_response()
 }

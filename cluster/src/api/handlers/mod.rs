@@ -113,6 +113,7 @@ pub fn query_map(req: &Request) -> HashMap<String, String> {
 }
 
 async fn dispatch(state: Arc<AppState>, target: Target, req: Request) -> ApiResult<Response> {
+    crate::api::protobuf::check_accept(req.headers())?;
     let method = req.method().clone();
     let sub = target.subresource.clone();
     match (target.name.is_some(), sub.as_deref(), method) {
@@ -138,6 +139,7 @@ async fn dispatch(state: Arc<AppState>, target: Target, req: Request) -> ApiResu
         (true, Some("exec" | "attach"), Method::GET | Method::POST) if target.res.kind == "Pod" => {
             Ok(pod_exec(state, target, req).await)
         }
+        (true, Some("portforward"), _) if target.res.kind == "Pod" => Err(objects::port_forward_unsupported(&target)),
         (_, Some(_), _) | (false, _, _) => Err(ApiError::path_not_found()),
         (true, None, _) => Err(ApiError::method_not_allowed()),
     }

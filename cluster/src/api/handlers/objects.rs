@@ -13,16 +13,22 @@ use super::{Target, query_map};
 use crate::api::errors::{ApiError, ApiResult, json_response};
 use crate::api::registry::{DeleteOptions, ListOptions, Sub};
 use crate::api::selectors::{FieldSelector, LabelSelector};
+use crate::api::validation;
 use crate::api::watch::{self, WatchRequest};
 use crate::api::{AppState, MAX_BODY_BYTES};
 
 /// Reads the request body as JSON; 413 over the limit, 400 when it is not JSON.
 async fn read_json(req: Request) -> ApiResult<Value> {
+    Ok(read_json_raw(req).await?.0)
+}
+
+/// The body as JSON, with its bytes when they were JSON (field validation finds duplicate keys there).
+async fn read_json_raw(req: Request) -> ApiResult<(Value, Option<axum::body::Bytes>)> {
     let content_type =
         req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
     let bytes = read_body(req).await?;
     if content_type.contains("protobuf") {
-        return crate::api::protobuf::decode(&bytes);
+        return Ok((crate::api::protobuf::decode(&bytes)?, None));
     }
     if content_type.contains("cbor") {
         // client-go falls back to JSON after a 415 for CBOR.
@@ -34,8 +40,9 @@ async fn read_json(req: Request) -> ApiResult<Value> {
             ),
         ));
     }
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))
+    let value = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))?;
+    Ok((value, Some(bytes)))
 }
 
 async fn read_body(req: Request) -> ApiResult<axum::body::Bytes> {
@@ -102,17 +109,51 @@ fn list_options(query: &std::collections::HashMap<String, String>) -> ApiResult<
     })
 }
 
+/// `sendInitialEvents`, checked as kube-apiserver's ValidateListOptions does for a watch: it needs
+/// `resourceVersionMatch=NotOlderThan` and `allowWatchBookmarks=true`, and a resourceVersionMatch
+/// needs it.
+fn watch_start_options(query: &std::collections::HashMap<String, String>, bookmarks: bool) -> ApiResult<Option<bool>> {
+    let send = match query.get("sendInitialEvents").map(String::as_str) {
+        None => None,
+        Some("true" | "1") => Some(true),
+        Some("false" | "0") => Some(false),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!("invalid sendInitialEvents: {other:?}; hint: true or false")));
+        }
+    };
+    let rv_match = query.get("resourceVersionMatch").map(String::as_str).filter(|m| !m.is_empty());
+    let invalid =
+        |cause: &str| ApiError::new(422, "Invalid", format!("ListOptions.meta.k8s.io \"\" is invalid: {cause}"));
+    match (send, rv_match) {
+        (None, None) => Ok(None),
+        (None, Some(_)) => Err(invalid(
+            "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+        )),
+        (Some(_), m) if m != Some("NotOlderThan") => Err(invalid(&format!(
+            "resourceVersionMatch: Unsupported value: \"{}\": supported values: \"NotOlderThan\"",
+            m.unwrap_or_default()
+        ))),
+        (Some(_), _) if !bookmarks => Err(invalid(
+            "allowWatchBookmarks: Required value: allowWatchBookmarks must be true if sendInitialEvents != nil",
+        )),
+        (send, _) => Ok(send),
+    }
+}
+
 pub async fn list_or_watch(state: Arc<AppState>, target: Target, req: Request) -> ApiResult<Response> {
     let query = query_map(&req);
     let opts = list_options(&query)?;
     if query.get("watch").is_some_and(|w| w == "true" || w == "1") {
+        let bookmarks = query.get("allowWatchBookmarks").is_some_and(|b| b == "true" || b == "1");
+        let send_initial_events = watch_start_options(&query, bookmarks)?;
         let timeout = query.get("timeoutSeconds").and_then(|t| t.parse::<u64>().ok()).map(Duration::from_secs);
         let request = WatchRequest {
             namespace: target.namespace.clone(),
             labels: opts.labels,
             fields: opts.fields,
             resource_version: query.get("resourceVersion").cloned(),
-            bookmarks: query.get("allowWatchBookmarks").is_some_and(|b| b == "true" || b == "1"),
+            bookmarks,
+            send_initial_events,
             timeout,
             table: wants_table(req.headers()).then(|| query.get("includeObject").cloned().unwrap_or_default()),
         };
@@ -136,13 +177,12 @@ pub async fn list_or_watch(state: Arc<AppState>, target: Target, req: Request) -
 }
 
 pub async fn create(state: Arc<AppState>, target: Target, req: Request) -> ApiResult<Response> {
-    let dry_run = query_map(&req).get("dryRun").is_some_and(|d| d == "All");
-    let body = read_json(req).await?;
-    if dry_run {
-        return Err(ApiError::bad_request("dryRun is not supported by this server yet"));
-    }
-    let created = state.create_obj(target.res, target.namespace.as_deref(), body).await?;
-    Ok(json_response(StatusCode::CREATED, &created))
+    let query = query_map(&req);
+    let (dry_run, fields) = (validation::dry_run(&query)?, validation::field_validation(&query)?);
+    let (mut body, raw) = read_json_raw(req).await?;
+    let warnings = validation::check_fields(target.res, &mut body, raw.as_deref(), fields, false)?;
+    let created = state.create_obj_opts(target.res, target.namespace.as_deref(), body, dry_run).await?;
+    Ok(validation::with_warnings(json_response(StatusCode::CREATED, &created), &warnings))
 }
 
 fn check_body_identity(target: &Target, body: &Value) -> ApiResult<()> {
@@ -180,14 +220,15 @@ fn sub_of(target: &Target) -> Sub {
 }
 
 pub async fn update(state: Arc<AppState>, target: Target, req: Request) -> ApiResult<Response> {
-    let body = read_json(req).await?;
+    let query = query_map(&req);
+    let (dry_run, fields) = (validation::dry_run(&query)?, validation::field_validation(&query)?);
+    let (mut body, raw) = read_json_raw(req).await?;
+    let warnings = validation::check_fields(target.res, &mut body, raw.as_deref(), fields, false)?;
     check_body_identity(&target, &body)?;
-    let updated = state
-        .update_with(target.res, target.namespace.as_deref(), name_of(&target), sub_of(&target), rv_of(&body), |_| {
-            Ok(body.clone())
-        })
-        .await?;
-    Ok(ok(&updated))
+    let (ns, name, sub) = (target.namespace.as_deref(), name_of(&target), sub_of(&target));
+    let updated =
+        state.update_with_opts(target.res, ns, name, sub, rv_of(&body), dry_run, |_| Ok(body.clone())).await?;
+    Ok(validation::with_warnings(ok(&updated), &warnings))
 }
 
 /// Removes strategic-merge-patch directives (`$patch`, `$setElementOrder/...`, `$retainKeys`, ...): the
@@ -207,14 +248,19 @@ fn strip_directives(value: &mut Value) {
 enum PatchKind {
     Merge,
     Json,
+    Strategic,
 }
 
 fn patch_kind(headers: &HeaderMap) -> ApiResult<PatchKind> {
     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let ct = ct.split(';').next().unwrap_or_default().trim();
     match ct {
-        "application/merge-patch+json" | "application/strategic-merge-patch+json" => Ok(PatchKind::Merge),
+        "application/merge-patch+json" => Ok(PatchKind::Merge),
+        "application/strategic-merge-patch+json" => Ok(PatchKind::Strategic),
         "application/json-patch+json" => Ok(PatchKind::Json),
+        "application/apply-patch+yaml" | "application/apply-patch+cbor" => {
+            Err(crate::api::strategic::server_side_apply_refused())
+        }
         other => Err(ApiError::new(
             415,
             "UnsupportedMediaType",
@@ -242,31 +288,54 @@ fn apply_patch(current: &Value, kind: &PatchKind, patch: &Value) -> ApiResult<Va
             json_patch::patch(&mut doc, &ops)
                 .map_err(|e| ApiError::new(422, "Invalid", format!("the JSON patch could not be applied: {e}")))?;
         }
+        PatchKind::Strategic => {
+            let type_of = |field: &str| current.get(field).and_then(Value::as_str).unwrap_or_default();
+            let root = crate::api::strategic::root_type(type_of("apiVersion"), type_of("kind"));
+            doc = crate::api::strategic::apply(current, patch, root)?;
+        }
     }
     Ok(doc)
 }
 
 pub async fn patch(state: Arc<AppState>, target: Target, req: Request) -> ApiResult<Response> {
     let kind = patch_kind(req.headers())?;
-    let body = read_json(req).await?;
+    let query = query_map(&req);
+    let (dry_run, fields) = (validation::dry_run(&query)?, validation::field_validation(&query)?);
+    let (mut body, raw) = read_json_raw(req).await?;
+    // Merge and strategic patches are checked as sent (their shape is the object's); a JSON patch by
+    // the object it produces.
+    let is_json_patch = matches!(kind, PatchKind::Json);
+    let mut warnings = if is_json_patch {
+        Vec::new()
+    } else {
+        validation::check_fields(target.res, &mut body, raw.as_deref(), fields, true)?
+    };
     let sub = sub_of(&target);
     let name = name_of(&target).to_string();
     let updated = state
-        .update_with(target.res, target.namespace.as_deref(), &name, sub, rv_of(&body), |current| {
-            let patched = apply_patch(current, &kind, &body)?;
+        .update_with_opts(target.res, target.namespace.as_deref(), &name, sub, rv_of(&body), dry_run, |current| {
+            let mut patched = apply_patch(current, &kind, &body)?;
+            if is_json_patch {
+                warnings = validation::check_fields(target.res, &mut patched, None, fields, false)?;
+            }
             check_body_identity(&target, &patched)?;
             Ok(patched)
         })
         .await?;
-    Ok(ok(&updated))
+    Ok(validation::with_warnings(ok(&updated), &warnings))
 }
 
 /// DeleteOptions from the body (JSON) and the query (query wins where both give a value).
 async fn delete_options(req: Request) -> ApiResult<DeleteOptions> {
     let query = query_map(&req);
+    let protobuf =
+        req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("protobuf"));
     let bytes = read_body(req).await?;
     let body: Value = if bytes.iter().all(u8::is_ascii_whitespace) {
         json!({})
+    } else if protobuf {
+        // client-go's typed Delete (kubectl drain) sends DeleteOptions as protobuf.
+        crate::api::protobuf::decode(&bytes)?
     } else {
         serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::bad_request(format!("DeleteOptions are not valid JSON: {e}")))?
@@ -279,6 +348,7 @@ async fn delete_options(req: Request) -> ApiResult<DeleteOptions> {
             .pointer("/preconditions/resourceVersion")
             .and_then(Value::as_str)
             .map(str::to_string),
+        dry_run: validation::delete_dry_run(&query, &body)?,
     };
     if let Some(grace) = query.get("gracePeriodSeconds") {
         opts.grace_period_seconds =
@@ -286,6 +356,22 @@ async fn delete_options(req: Request) -> ApiResult<DeleteOptions> {
     }
     if let Some(policy) = query.get("propagationPolicy") {
         opts.propagation_policy = Some(policy.clone());
+    }
+    // The older `orphanDependents` field: true is Orphan, false is Background.
+    let orphan = match query.get("orphanDependents") {
+        Some(o) => Some(o == "true" || o == "1"),
+        None => body.get("orphanDependents").and_then(Value::as_bool),
+    };
+    if let Some(orphan) = orphan {
+        if opts.propagation_policy.is_some() {
+            return Err(ApiError::invalid(
+                "DeleteOptions",
+                "",
+                "propagationPolicy: Invalid value: orphanDependents and propagationPolicy cannot both be set; \
+                 hint: drop orphanDependents",
+            ));
+        }
+        opts.propagation_policy = Some(if orphan { "Orphan" } else { "Background" }.to_string());
     }
     if let Some(policy) = &opts.propagation_policy
         && !matches!(policy.as_str(), "Background" | "Foreground" | "Orphan")
@@ -299,6 +385,11 @@ async fn delete_options(req: Request) -> ApiResult<DeleteOptions> {
 
 pub async fn delete(state: Arc<AppState>, target: Target, req: Request) -> ApiResult<Response> {
     let opts = delete_options(req).await?;
+    if opts.dry_run {
+        // A dry run deletes nothing: the answer is the object as it is.
+        let (obj, _) = state.get_obj(target.res, target.namespace.as_deref(), name_of(&target)).await?;
+        return Ok(ok(&obj));
+    }
     let obj = state.delete_obj(target.res, target.namespace.as_deref(), name_of(&target), &opts).await?;
     Ok(ok(&obj))
 }
@@ -314,6 +405,10 @@ pub async fn delete_collection(state: Arc<AppState>, target: Target, req: Reques
     for item in page.items {
         let ns = item.pointer("/metadata/namespace").and_then(Value::as_str).map(str::to_string);
         let name = item.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
+        if opts.dry_run {
+            deleted.push(item);
+            continue;
+        }
         match state.delete_obj(target.res, ns.as_deref(), &name, &opts).await {
             Ok(obj) => deleted.push(obj),
             Err(err) if err.code == 404 => {}
@@ -362,10 +457,12 @@ pub async fn get_scale(state: Arc<AppState>, target: Target) -> ApiResult<Respon
 pub async fn update_scale(state: Arc<AppState>, target: Target, req: Request) -> ApiResult<Response> {
     let is_patch = req.method() == axum::http::Method::PATCH;
     let kind = if is_patch { Some(patch_kind(req.headers())?) } else { None };
+    let dry_run = validation::dry_run(&query_map(&req))?;
     let body = read_json(req).await?;
     let name = name_of(&target).to_string();
+    let (ns, rv) = (target.namespace.as_deref(), rv_of(&body));
     let updated = state
-        .update_with(target.res, target.namespace.as_deref(), &name, Sub::Any, rv_of(&body), |current| {
+        .update_with_opts(target.res, ns, &name, Sub::Any, rv, dry_run, |current| {
             let scale = match &kind {
                 Some(kind) => apply_patch(&scale_of(current), kind, &body)?,
                 None => body.clone(),
@@ -434,5 +531,16 @@ pub async fn bind(state: Arc<AppState>, target: Target, req: Request) -> ApiResu
     Ok(json_response(
         StatusCode::CREATED,
         &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+    ))
+}
+
+/// `pods/{name}/portforward` needs SPDY framing (tunnelled in a WebSocket since kubectl 1.30), which this
+/// server does not speak yet: say so, with what to use instead, rather than a bare 404.
+pub fn port_forward_unsupported(target: &Target) -> ApiError {
+    ApiError::bad_request(format!(
+        "port-forward to pod {} is not supported by this server yet; hint: publish the port (a compose \
+         `ports:` entry, or a NodePort/LoadBalancer Service), or use `kubectl exec` (e.g. `kubectl exec POD -- wget \
+         -qO- localhost:PORT`)",
+        name_of(target)
     ))
 }
