@@ -133,8 +133,9 @@ fn first_container(pod: &Pod) -> Option<String> {
 
 /// How long a container without a readiness probe must have run before it counts as healthy: a
 /// container that exits at once would otherwise look ready for an instant (compose's `--wait` fails on
-/// a container that exits; so do we).
-const SETTLE: std::time::Duration = std::time::Duration::from_secs(1);
+/// a container that exits; so do we). `startedAt` has whole seconds (metav1.Time), so an age of 2 s
+/// means at least 1 s of real running, which gives the agent time to report an exit.
+const SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Whether a Ready pod is past the point where it could still be a container exiting at start.
 fn settled(pod: &Pod) -> bool {
