@@ -13,8 +13,8 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Tier;
-use common::node::{GracefulChild, Netns, NodeContainers};
-use common::server::{ApiServer, SETTLE_TIMEOUT, START_TIMEOUT, unique};
+use common::node::NodeServer;
+use common::server::{ApiServer, SETTLE_TIMEOUT, unique};
 
 /// kubectl's human-readable output as tables: one per blank-line-separated section, each a list of rows
 /// (the header first) split on runs of two or more spaces, as kubectl's tabwriter pads with three.
@@ -280,36 +280,10 @@ fn kubectl_logs_and_exec_on_a_real_node() {
         return;
     }
     common::apps::ensure_base_images();
-    let id = unique("ns");
-    let netns = Netns::new(&id);
-    let _containers = NodeContainers(id.clone());
-    let dir = tempfile::Builder::new().prefix("flt-kubectl-").tempdir().expect("creating a temporary data dir");
-    let log = std::fs::File::create(dir.path().join("server.log")).expect("creating server.log");
-    let child = netns
-        .command(common::flotilla_bin())
-        .arg("server")
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args(["--listen", "127.0.0.1:6443", "--node-ip", "127.0.0.1", "--node-name", &id])
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("cloning the log file handle"))
-        .stderr(log)
-        .spawn()
-        .expect("starting flotilla server");
-    let _server = GracefulChild(child);
-    let server_log = || common::head(&std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default(), 80);
-    let kubectl_cmd = |args: &[&str]| {
-        let mut cmd = netns.command("kubectl");
-        cmd.env_clear();
-        for (k, v) in common::FIXED_ENV {
-            cmd.env(k, v);
-        }
-        cmd.env("KUBECONFIG", dir.path().join("kubeconfig.yaml")).env("HOME", dir.path()).args(args);
-        cmd
-    };
-    let kubectl = |args: &[&str], stdin: Option<&str>| {
-        common::run(kubectl_cmd(args), stdin.map(str::as_bytes), common::CHILD_TIMEOUT)
-    };
+    let node = NodeServer::start("ns");
+    let id = &node.id;
+    let server_log = || node.log();
+    let kubectl = |args: &[&str], stdin: Option<&str>| node.kubectl(args, stdin);
 
     let ns = id.clone();
     let manifest = format!(
@@ -330,15 +304,7 @@ spec:
     command: ["sh", "-c", "echo hello from flotilla; echo second line; exec sleep 3600"]
 "#
     );
-    let deadline = Instant::now() + START_TIMEOUT;
-    loop {
-        let done = kubectl(&["create", "-f", "-"], Some(&manifest));
-        if done.success() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "kubectl create: {}\nserver log:\n{}", done.stderr_text(), server_log());
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    node.kubectl_until_ok(&["create", "-f", "-"], Some(&manifest));
 
     let deadline = Instant::now() + Duration::from_secs(120);
     let wide = loop {
@@ -358,7 +324,7 @@ spec:
     };
     let pod = &wide[0][1];
     assert!(pod[5].starts_with("10.42."), "pod IP from the node's /24: {pod:?}");
-    assert_eq!(pod[6], id, "NODE column names the node");
+    assert_eq!(&pod[6], id, "NODE column names the node");
 
     // The agent may still be flushing the first lines; logs are complete once both are there.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -375,7 +341,9 @@ spec:
 
     // `logs -f` streams: the lines arrive while the container still runs (the command is stopped by the
     // time limit, with what it printed so far).
-    let out = common::run(kubectl_cmd(&["logs", "-f", "--tail=1", "-n", &ns, "talker"]), None, Duration::from_secs(5));
+    let mut follow = node.command("kubectl");
+    follow.args(["logs", "-f", "--tail=1", "-n", &ns, "talker"]);
+    let out = common::run(follow, None, Duration::from_secs(5));
     assert!(out.status.is_none(), "logs -f returned before the container ended: {}", out.stderr_text());
     assert_eq!(out.stdout_text(), "second line\n", "{}", out.stderr_text());
 

@@ -12,12 +12,11 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::Tier;
-use common::node::{GracefulChild, Netns, NodeContainers};
-use common::server::{ApiServer, START_TIMEOUT, unique};
+use common::node::NodeServer;
+use common::server::{ApiServer, unique};
 use serde_json::Value;
 
 fn json(text: &str) -> Value {
@@ -459,36 +458,10 @@ fn kubectl_verbs_on_a_real_node() {
         return;
     }
     common::apps::ensure_base_images();
-    let id = unique("vb");
-    let netns = Netns::new(&id);
-    let _containers = NodeContainers(id.clone());
-    let dir = tempfile::Builder::new().prefix("flt-verbs-").tempdir().expect("creating a temporary data dir");
-    let log = std::fs::File::create(dir.path().join("server.log")).expect("creating server.log");
-    let child = netns
-        .command(common::flotilla_bin())
-        .arg("server")
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args(["--listen", "127.0.0.1:6443", "--node-ip", "127.0.0.1", "--node-name", &id])
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("cloning the log file handle"))
-        .stderr(log)
-        .spawn()
-        .expect("starting flotilla server");
-    let _server = GracefulChild(child);
-    let server_log = || common::head(&std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default(), 80);
-    let kubectl_cmd = |args: &[&str]| {
-        let mut cmd = netns.command("kubectl");
-        cmd.env_clear();
-        for (k, v) in common::FIXED_ENV {
-            cmd.env(k, v);
-        }
-        cmd.env("KUBECONFIG", dir.path().join("kubeconfig.yaml")).env("HOME", dir.path()).args(args);
-        cmd
-    };
-    let kubectl = |args: &[&str], stdin: Option<&str>| {
-        common::run(kubectl_cmd(args), stdin.map(str::as_bytes), common::CHILD_TIMEOUT)
-    };
+    let node = NodeServer::start("vb");
+    let (id, dir) = (&node.id, &node.dir);
+    let server_log = || node.log();
+    let kubectl = |args: &[&str], stdin: Option<&str>| node.kubectl(args, stdin);
     let ok = |args: &[&str]| {
         let out = kubectl(args, None);
         assert!(out.success(), "kubectl {}: {}\nserver log:\n{}", args.join(" "), out.stderr_text(), server_log());
@@ -545,15 +518,7 @@ spec:
       - {{name: web, image: "flotilla-fixtures/busybox:1", imagePullPolicy: Never, command: ["sh", "-c", "echo web up; exec sleep 3600"]}}
 "#
     );
-    let deadline = Instant::now() + START_TIMEOUT;
-    loop {
-        let done = kubectl(&["apply", "-f", "-"], Some(&manifest));
-        if done.success() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "kubectl apply: {}\nserver log:\n{}", done.stderr_text(), server_log());
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    node.kubectl_until_ok(&["apply", "-f", "-"], Some(&manifest));
     let n = ["-n", ns.as_str()];
     // `-n` goes first: after `--` it would belong to the command that exec runs.
     let with_ns = |args: &[&str]| -> Vec<String> { n.iter().chain(args.iter()).map(|s| s.to_string()).collect() };
@@ -604,12 +569,8 @@ spec:
     );
     assert_eq!(out.stdout_text(), "over stdin\n", "{}", out.stderr_text());
     let line = format!("kubectl exec -it -n {ns} multi -c main -- sh -c 'test -t 0 && echo has a tty'");
-    let mut script = netns.command("script");
-    script.args(["-qec", &line, "/dev/null"]).env_clear();
-    for (k, v) in common::FIXED_ENV {
-        script.env(k, v);
-    }
-    script.env("KUBECONFIG", dir.path().join("kubeconfig.yaml")).env("HOME", dir.path()).env("TERM", "dumb");
+    let mut script = node.command("script");
+    script.args(["-qec", &line, "/dev/null"]).env("TERM", "dumb");
     let tty = common::run(script, Some(b""), common::CHILD_TIMEOUT);
     assert!(tty.stdout_text().contains("has a tty"), "exec -it: {}{}", tty.stdout_text(), tty.stderr_text());
 
@@ -645,7 +606,7 @@ spec:
     for want in ["Name:", "Node:", "Init Containers:", "setup:", "main:", "side:", "Restart Count:", "Events:"] {
         assert!(describe.contains(want), "describe pod lacks {want:?}:\n{describe}");
     }
-    let describe = ok(&["describe", "node", &id]);
+    let describe = ok(&["describe", "node", id]);
     for want in
         ["Name:               ", "Conditions:", "Ready", "Addresses:", "Capacity:", "Non-terminated Pods:", "Events:"]
     {

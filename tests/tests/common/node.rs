@@ -80,3 +80,81 @@ pub fn stop(child: &mut Child, grace: Duration) {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// `flotilla server` with its agent in a network namespace of its own (API on the namespace's
+/// 127.0.0.1:6443, node named after the namespace), for kubectl tests whose pods must really run. Fields
+/// drop in order: the server stops first, then its data dir, the node's containers and the namespace go.
+pub struct NodeServer {
+    _server: GracefulChild,
+    pub dir: tempfile::TempDir,
+    _containers: NodeContainers,
+    pub netns: Netns,
+    /// The namespace's and the node's name, unique per test.
+    pub id: String,
+}
+
+impl NodeServer {
+    /// Starts the server; it answers once its kubeconfig exists (see [`NodeServer::kubectl_until_ok`]).
+    pub fn start(prefix: &str) -> NodeServer {
+        let id = super::server::unique(prefix);
+        let netns = Netns::new(&id);
+        let containers = NodeContainers(id.clone());
+        let dir = tempfile::Builder::new().prefix("flt-node-").tempdir().expect("creating a temporary data dir");
+        let log = std::fs::File::create(dir.path().join("server.log")).expect("creating server.log");
+        let child = netns
+            .command(super::flotilla_bin())
+            .arg("server")
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["--listen", "127.0.0.1:6443", "--node-ip", "127.0.0.1", "--node-name", &id])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("cloning the log file handle"))
+            .stderr(log)
+            .spawn()
+            .expect("starting flotilla server");
+        NodeServer { _server: GracefulChild(child), dir, _containers: containers, netns, id }
+    }
+
+    /// The first lines of the server's log, for failure messages.
+    pub fn log(&self) -> String {
+        super::head(&std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default(), 80)
+    }
+
+    /// `program` in the namespace with the fixed test environment plus this server's kubeconfig and a `HOME`
+    /// in its data dir (kubectl's cache).
+    pub fn command(&self, program: &str) -> Command {
+        let mut cmd = self.netns.command(program);
+        cmd.env_clear();
+        for (k, v) in super::FIXED_ENV {
+            cmd.env(k, v);
+        }
+        cmd.env("KUBECONFIG", self.dir.path().join("kubeconfig.yaml")).env("HOME", self.dir.path());
+        cmd
+    }
+
+    pub fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> super::Finished {
+        let mut cmd = self.command("kubectl");
+        cmd.args(args);
+        super::run(cmd, stdin.map(str::as_bytes), super::CHILD_TIMEOUT)
+    }
+
+    /// Repeats `kubectl args` (fed `stdin`) until it succeeds, while the server starts; panics with the log
+    /// after [`super::server::START_TIMEOUT`].
+    pub fn kubectl_until_ok(&self, args: &[&str], stdin: Option<&str>) {
+        let deadline = Instant::now() + super::server::START_TIMEOUT;
+        loop {
+            let done = self.kubectl(args, stdin);
+            if done.success() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "kubectl {}: {}\nserver log:\n{}",
+                args.join(" "),
+                done.stderr_text(),
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+}
