@@ -788,14 +788,15 @@ impl PodWorker {
                     Some(o) => {
                         let restart = Self::should_restart(&policy, o.exit_code);
                         if self.restart_due(&key, &o, restart, &self.name.clone()) {
-                            // Keep only the container before this one for `logs --previous`.
+                            // Start the new instance before pruning, so `logs --previous` always finds the
+                            // one before the newest; keep only that one.
+                            self.start_and_record(pod, c, KIND_APP, o.attempt + 1, &key).await;
                             for old in observed
                                 .iter()
                                 .filter(|x| x.kind == KIND_APP && x.name == c.name && x.attempt < o.attempt)
                             {
                                 self.remove_container(&old.id).await;
                             }
-                            self.start_and_record(pod, c, KIND_APP, o.attempt + 1, &key).await;
                         }
                     }
                     None => {
