@@ -504,6 +504,17 @@ spec:
   - {{name: main, image: "flotilla-fixtures/busybox:1", imagePullPolicy: Never, command: ["sh", "-c", "echo main one; echo main two; exec sleep 3600"]}}
   - {{name: side, image: "flotilla-fixtures/busybox:1", imagePullPolicy: Never, command: ["sh", "-c", "echo side $(cat /proc/uptime); sleep 2; exit 1"]}}
 ---
+apiVersion: v1
+kind: Pod
+metadata: {{name: pf, namespace: {ns}}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: web
+    image: "flotilla-fixtures/busybox:1"
+    imagePullPolicy: Never
+    command: ["sh", "-c", "mkdir -p /www && echo hello > /www/index.html && head -c 1048576 /dev/urandom > /www/big && exec httpd -f -p 127.0.0.1:8080 -h /www"]
+---
 apiVersion: apps/v1
 kind: Deployment
 metadata: {{name: web, namespace: {ns}}}
@@ -584,15 +595,68 @@ spec:
     ok(&["cp", &target, &back.display().to_string(), "-c", "main"]);
     assert_eq!(std::fs::read_to_string(&back).unwrap_or_default(), "copied in\n");
 
-    // port-forward is not served: it fails at once, saying so
-    let pf = kubectl(
-        &with_ns(&["port-forward", "pod/multi", "18080:80"]).iter().map(String::as_str).collect::<Vec<_>>(),
-        None,
-    );
+    // port-forward: to a server bound to the pod's own 127.0.0.1, a small and a 1 MiB body (many SPDY
+    // frames) over several connections of one session, then a port nobody listens on, reported by kubectl
+    run_ok(&["wait", "--for=condition=Ready", "pod/pf", "--timeout=120s"]);
+    let mut forward = node.command("kubectl");
+    forward
+        .args(with_ns(&["port-forward", "pod/pf", ":8080", ":8081"]))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut forward = KillOnDrop(forward.spawn().expect("starting kubectl port-forward"));
+    let stdout = forward.0.stdout.take().expect("port-forward stdout");
+    let stderr = forward.0.stderr.take().expect("port-forward stderr");
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let errors = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut std::io::BufReader::new(stderr), &mut text);
+        text
+    });
+    // "Forwarding from 127.0.0.1:41234 -> 8080", one line per port (and per address family)
+    let mut local: BTreeMap<u16, u16> = BTreeMap::new();
+    while local.len() < 2 {
+        let line = lines.recv_timeout(Duration::from_secs(60)).expect("kubectl port-forward printed no ports");
+        if let Some(rest) = line.strip_prefix("Forwarding from 127.0.0.1:")
+            && let Some((l, r)) = rest.split_once(" -> ")
+        {
+            local.insert(r.trim().parse().unwrap(), l.parse().unwrap());
+        }
+    }
+    let fetch = |port: u16, path: &str, pipe: &str| {
+        let mut cmd = node.command("sh");
+        cmd.args(["-c", &format!("curl -sS --max-time 30 http://127.0.0.1:{port}{path}{pipe}")]);
+        common::run(cmd, None, common::CHILD_TIMEOUT)
+    };
+    let small = fetch(local[&8080], "/index.html", "");
+    assert_eq!(small.stdout_text(), "hello\n", "port-forward: {}\nserver log:\n{}", small.stderr_text(), server_log());
+    let want = run_ok(&["exec", "pf", "--", "sha256sum", "/www/big"]);
+    for _ in 0..2 {
+        let got = fetch(local[&8080], "/big", " | sha256sum");
+        assert_eq!(
+            got.stdout_text().split_whitespace().next(),
+            want.split_whitespace().next(),
+            "1 MiB through port-forward: {}",
+            got.stderr_text()
+        );
+    }
+    let refused = fetch(local[&8081], "/", "");
+    assert!(!refused.success(), "nothing listens on 8081 in the pod, yet: {}", refused.stdout_text());
+    // kubectl ends the session after the error (or is stopped); its stderr carries the agent's words
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while forward.0.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = forward.0.kill();
+    let stderr = errors.join().unwrap_or_default();
     assert!(
-        !pf.success() && pf.stderr_text().contains("port-forward to pod multi is not supported"),
-        "{}",
-        pf.stderr_text()
+        stderr.contains("error forwarding port 8081") && stderr.contains("connection refused"),
+        "port-forward stderr: {stderr}"
     );
 
     // events, newest last
@@ -603,7 +667,19 @@ spec:
 
     // describe pod and node
     let describe = run_ok(&["describe", "pod", "multi"]);
-    for want in ["Name:", "Node:", "Init Containers:", "setup:", "main:", "side:", "Restart Count:", "Events:"] {
+    for want in [
+        "Name:",
+        "Node:",
+        "Init Containers:",
+        "setup:",
+        "main:",
+        "side:",
+        "Restart Count:",
+        "Events:",
+        "already present on machine",
+        "Created container: main",
+        "Started container main",
+    ] {
         assert!(describe.contains(want), "describe pod lacks {want:?}:\n{describe}");
     }
     let describe = ok(&["describe", "node", id]);
@@ -626,4 +702,14 @@ spec:
     run_ok(&["delete", "pod", "multi", "--grace-period=1", "--wait=true", "--timeout=60s"]);
     let gone = kubectl(&with_ns(&["get", "pod", "multi"]).iter().map(String::as_str).collect::<Vec<_>>(), None);
     assert!(!gone.success() && gone.stderr_text().contains("NotFound"), "{}", gone.stderr_text());
+}
+
+/// A child process killed (and reaped) on drop, so a failing test leaves no kubectl behind.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -2,7 +2,8 @@
 //! certificates signed by the cluster CA, rustls with ring), serving the paths of the kubelet that the API
 //! server proxies to: `GET /containerLogs/{ns}/{pod}/{container}` (docker logs; follow, tailLines,
 //! timestamps, sinceSeconds, limitBytes, previous), `/exec/{ns}/{pod}/{container}` as a WebSocket with the
-//! `v5.channel.k8s.io` / `v4.channel.k8s.io` stream protocol (docker exec), and `/healthz`.
+//! `v5.channel.k8s.io` / `v4.channel.k8s.io` stream protocol (docker exec), `/portForward/{ns}/{pod}` as
+//! a WebSocket carrying SPDY ([`super::portforward`]), and `/healthz`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -64,6 +65,7 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/containerLogs/{namespace}/{pod}/{container}", get(container_logs))
         .route("/exec/{namespace}/{pod}/{container}", get(exec).post(exec))
+        .route("/portForward/{namespace}/{pod}", get(port_forward).post(port_forward))
         .with_state(ctx)
 }
 
@@ -239,6 +241,30 @@ async fn exec(
                 tracing::debug!(error = %e, "exec session ended with an error");
             }
         })
+        .into_response()
+}
+
+async fn port_forward(
+    State(ctx): State<Arc<Ctx>>,
+    Path((namespace, pod)): Path<(String, String)>,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    let Ok(ws) = ws else {
+        return status_error(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            format!("port-forward needs a WebSocket upgrade ({})", super::portforward::PROTOCOL),
+        );
+    };
+    let Some(pid) = super::pod::sandbox_pid(&ctx, &namespace, &pod).await else {
+        return status_error(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("pod \"{pod}\" in namespace \"{namespace}\" has no running sandbox on this node"),
+        );
+    };
+    ws.protocols([super::portforward::PROTOCOL])
+        .on_upgrade(move |socket| super::portforward::serve(socket, pid, format!("{namespace}/{pod}")))
         .into_response()
 }
 

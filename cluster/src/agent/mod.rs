@@ -15,6 +15,7 @@ mod network;
 mod node;
 mod pause;
 mod pod;
+mod portforward;
 mod probes;
 pub mod services;
 mod volumes;

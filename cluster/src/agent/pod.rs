@@ -142,6 +142,28 @@ pub async fn find_container(ctx: &Ctx, namespace: &str, pod: &str, container: &s
     Some(found[idx].1.clone())
 }
 
+/// The pid of the pod's sandbox (pause) process on this node, whose network namespace is the pod's.
+pub async fn sandbox_pid(ctx: &Ctx, namespace: &str, pod: &str) -> Option<i64> {
+    let mut filters = HashMap::new();
+    filters.insert(
+        "label".to_string(),
+        vec![
+            format!("{LABEL_NODE}={}", ctx.config.node_name),
+            format!("{LABEL_NAMESPACE}={namespace}"),
+            format!("{LABEL_POD}={pod}"),
+            format!("{LABEL_KIND}={KIND_PAUSE}"),
+        ],
+    );
+    let list = ctx
+        .docker
+        .list_containers(Some(ListContainersOptions { all: false, filters: Some(filters), ..Default::default() }))
+        .await
+        .ok()?;
+    let id = list.into_iter().find_map(|s| s.id)?;
+    let info = ctx.docker.inspect_container(&id, None).await.ok()?;
+    info.state.and_then(|s| s.pid).filter(|p| *p > 0)
+}
+
 /// What the worker remembers about one container between syncs.
 #[derive(Debug, Default)]
 struct CtrState {
@@ -288,28 +310,53 @@ impl PodWorker {
     }
 
     async fn post_event(&self, kind: &str, reason: &str, message: &str, field_path: Option<&str>) {
-        let events: Api<Event> = Api::namespaced(self.ctx.client.clone(), &self.namespace);
-        let now = now_rfc3339();
-        let mut involved =
-            json!({"kind": "Pod", "apiVersion": "v1", "namespace": self.namespace, "name": self.name, "uid": self.uid});
-        if let Some(fp) = field_path {
-            involved["fieldPath"] = json!(fp);
-        }
-        let ev: Result<Event, _> = serde_json::from_value(json!({
-            "metadata": {"generateName": format!("{}.", self.name), "namespace": self.namespace},
-            "involvedObject": involved,
-            "reason": reason,
-            "message": message,
-            "type": kind,
-            "source": {"component": "kubelet", "host": self.ctx.config.node_name},
-            "reportingComponent": "kubelet",
-            "reportingInstance": self.ctx.config.node_name,
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        }));
-        if let Ok(ev) = ev {
-            let _ = events.create(&PostParams::default(), &ev).await;
+        self.event_poster()(kind, reason, message.to_string(), field_path.map(str::to_string)).await;
+    }
+
+    /// Posts routine events (Pulled, Created, Started, Killing) in the background, in order, so that
+    /// starting and stopping containers never waits for the API server.
+    fn post_events_later(&self, events: Vec<(&'static str, &'static str, String, String)>) {
+        let post = self.event_poster();
+        tokio::spawn(async move {
+            for (kind, reason, message, field_path) in events {
+                post(kind, reason, message, Some(field_path)).await;
+            }
+        });
+    }
+
+    /// A function that records an event about this pod, as the kubelet does (component `kubelet`).
+    fn event_poster(
+        &self,
+    ) -> impl Fn(&str, &str, String, Option<String>) -> futures::future::BoxFuture<'static, ()> + Send + 'static {
+        let client = self.ctx.client.clone();
+        let (namespace, name, uid) = (self.namespace.clone(), self.name.clone(), self.uid.clone());
+        let node = self.ctx.config.node_name.clone();
+        move |kind, reason, message, field_path| {
+            let events: Api<Event> = Api::namespaced(client.clone(), &namespace);
+            let now = now_rfc3339();
+            let mut involved =
+                json!({"kind": "Pod", "apiVersion": "v1", "namespace": namespace, "name": name, "uid": uid});
+            if let Some(fp) = field_path {
+                involved["fieldPath"] = json!(fp);
+            }
+            let ev: Result<Event, _> = serde_json::from_value(json!({
+                "metadata": {"generateName": format!("{name}."), "namespace": namespace},
+                "involvedObject": involved,
+                "reason": reason,
+                "message": message,
+                "type": kind,
+                "source": {"component": "kubelet", "host": node},
+                "reportingComponent": "kubelet",
+                "reportingInstance": node,
+                "firstTimestamp": now,
+                "lastTimestamp": now,
+                "count": 1,
+            }));
+            Box::pin(async move {
+                if let Ok(ev) = ev {
+                    let _ = events.create(&PostParams::default(), &ev).await;
+                }
+            })
         }
     }
 
@@ -622,6 +669,15 @@ impl PodWorker {
     /// Stops every running container of the pod (app containers with `grace` seconds, SIGTERM then SIGKILL).
     async fn stop_all(&mut self, grace: i64) {
         let Ok(observed) = observe(&self.ctx, &self.uid).await else { return };
+        let killing = observed
+            .iter()
+            .filter(|o| o.running && o.kind == KIND_APP)
+            .map(|o| {
+                let field_path = format!("spec.containers{{{}}}", o.name);
+                ("Normal", "Killing", format!("Stopping container {}", o.name), field_path)
+            })
+            .collect();
+        self.post_events_later(killing);
         let stops = observed.iter().filter(|o| o.running && o.kind != KIND_PAUSE).map(|o| {
             let docker = self.ctx.docker.clone();
             let id = o.id.clone();
@@ -825,6 +881,17 @@ impl PodWorker {
                     st.waiting = None;
                     st.next_start = None;
                     st.last_event.clear();
+                    let image = c.image.clone().unwrap_or_default();
+                    self.post_events_later(vec![
+                        (
+                            "Normal",
+                            "Pulled",
+                            format!("Container image \"{image}\" already present on machine"),
+                            field_path.clone(),
+                        ),
+                        ("Normal", "Created", format!("Created container: {}", c.name), field_path.clone()),
+                        ("Normal", "Started", format!("Started container {}", c.name), field_path.clone()),
+                    ]);
                     None
                 }
                 Err((reason, message)) => {

@@ -1,8 +1,8 @@
-//! `pods/log` and `pods/exec`: the API server finds the pod's node and proxies the request to that node's
+//! `pods/log`, `pods/exec` and `pods/portforward`: the API server finds the pod's node and proxies the request to that node's
 //! agent (our kubelet), over HTTPS with mutual TLS, exactly as kube-apiserver proxies to the kubelet.
 //!
 //! Logs are a plain HTTP GET whose body is streamed through as it arrives (`kubectl logs -f` keeps it open).
-//! Exec is a WebSocket (`v5.channel.k8s.io`): the client's upgrade request is replayed to the agent with
+//! Exec and port-forward are WebSockets (`v5.channel.k8s.io`, `SPDY/3.1+portforward.k8s.io`): the client's upgrade request is replayed to the agent with
 //! its `Sec-WebSocket-*` headers, the agent's `101 Switching Protocols` is relayed back (its
 //! `Sec-WebSocket-Accept` is valid for the client because the key is the client's), and then the two
 //! upgraded connections are spliced byte for byte. The API server never parses WebSocket frames, so every
@@ -118,6 +118,37 @@ pub async fn pod_exec(
     };
     let path =
         format!("/{subresource}/{namespace}/{pod}/{container}{}", forwarded_query(&query, |key| key != "container"));
+    match proxy_upgrade(&state.kubelet_tls, &endpoint, &path, req).await {
+        Ok(response) => response,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `GET|POST /api/v1/namespaces/{ns}/pods/{name}/portforward`: kubectl's WebSocket (SPDY tunnelled in it,
+/// subprotocol `SPDY/3.1+portforward.k8s.io`) relayed to the agent's `/portForward/{ns}/{name}`, which
+/// speaks the SPDY; the ports travel in the SPDY streams' headers, not in the query.
+pub async fn pod_port_forward(state: Arc<AppState>, namespace: String, pod: String, req: Request) -> Response {
+    let pod_obj = match state.get_object("pods", Some(&namespace), &pod).await {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let node_name = text(&pod_obj, &["spec", "nodeName"]);
+    if node_name.is_empty() {
+        return ApiError::bad_request(format!("pod {pod} does not have a host assigned")).into_response();
+    }
+    let upgrade = header_str(req.headers(), header::UPGRADE);
+    if !upgrade.eq_ignore_ascii_case("websocket") {
+        // kubectl tries WebSocket first and falls back to plain SPDY only when the WebSocket attempt failed.
+        return ApiError::bad_request(
+            "port-forward is served over WebSocket (SPDY/3.1+portforward.k8s.io) only: use kubectl v1.30 or newer",
+        )
+        .into_response();
+    }
+    let endpoint = match node_endpoint(&state, node_name).await {
+        Ok(e) => e,
+        Err(e) => return e.into_response(),
+    };
+    let path = format!("/portForward/{namespace}/{pod}");
     match proxy_upgrade(&state.kubelet_tls, &endpoint, &path, req).await {
         Ok(response) => response,
         Err(e) => e.into_response(),

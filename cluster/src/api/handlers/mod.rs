@@ -139,7 +139,10 @@ async fn dispatch(state: Arc<AppState>, target: Target, req: Request) -> ApiResu
         (true, Some("exec" | "attach"), Method::GET | Method::POST) if target.res.kind == "Pod" => {
             Ok(pod_exec(state, target, req).await)
         }
-        (true, Some("portforward"), _) if target.res.kind == "Pod" => Err(objects::port_forward_unsupported(&target)),
+        (true, Some("portforward"), Method::GET | Method::POST) if target.res.kind == "Pod" => {
+            let (ns, name) = (target.namespace.unwrap_or_default(), target.name.unwrap_or_default());
+            Ok(super::proxy::pod_port_forward(state, ns, name, req).await)
+        }
         (_, Some(_), _) | (false, _, _) => Err(ApiError::path_not_found()),
         (true, None, _) => Err(ApiError::method_not_allowed()),
     }
