@@ -41,6 +41,8 @@ pub enum Command {
     Kubeconfig(KubeconfigArgs),
     /// Run the cluster server (API, store, controllers, scheduler and, unless --no-agent, a node agent).
     Server(crate::commands::server::ServerArgs),
+    /// Join a cluster as a node: run a node agent against `--server`, trusting it through `--token`.
+    Agent(crate::commands::agent::AgentArgs),
 }
 
 #[derive(Debug, Args)]

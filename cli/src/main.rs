@@ -32,6 +32,7 @@ fn main() -> ExitCode {
         args::Command::Scale(a) => commands::scale::run(&a, kubeconfig),
         args::Command::Kubeconfig(a) => commands::kubeconfig::run(&a),
         args::Command::Server(a) => commands::server::run(&a),
+        args::Command::Agent(a) => commands::agent::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -9,6 +9,7 @@ pub mod agent;
 pub mod api;
 pub mod controllers;
 pub mod dns;
+pub mod join;
 pub mod leader;
 pub mod pki;
 pub mod project;

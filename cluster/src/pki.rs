@@ -146,7 +146,7 @@ impl ClusterCa {
 /// Everything the server keeps under `<data-dir>/tls/` and beside it.
 #[derive(Debug)]
 pub struct ServerCredentials {
-    pub ca: ClusterCa,
+    pub ca: std::sync::Arc<ClusterCa>,
     pub server: CertPair,
     pub admin: CertPair,
     pub kubelet_client: CertPair,
@@ -180,7 +180,7 @@ pub fn server_credentials(
         Err(_) => new_secret(),
     };
     write_private(&token_path, &format!("{expected_prefix}::server:{token_secret}\n"))?;
-    Ok(ServerCredentials { ca, server, admin, kubelet_client, token_secret })
+    Ok(ServerCredentials { ca: std::sync::Arc::new(ca), server, admin, kubelet_client, token_secret })
 }
 
 /// Issues a node agent's certificate (serving on the kubelet port, and a client certificate too): SANs

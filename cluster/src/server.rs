@@ -214,6 +214,7 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
     .chain(std::iter::once(node_name.clone()))
     .collect();
     let creds = pki::server_credentials(&data_dir, &names, &ips)?;
+    let ca = creds.ca.clone();
 
     let db_path = data_dir.join("state.db");
     let (datastore, sqlite_path) = (config.datastore.clone(), db_path.clone());
@@ -228,9 +229,11 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
     let store = store.map_err(|e| ServerError::Store { path: store_name, message: e.to_string() })?;
     let store = Arc::new(WatchedStore::new(store));
     let kubelet_tls =
-        api::tls::client_config(&creds.ca.cert_pem, &creds.kubelet_client.cert_pem, &creds.kubelet_client.key_pem)?;
-    let state =
-        Arc::new(AppState::new(store.clone(), creds.ca.cert_pem.clone(), creds.token_secret.clone(), kubelet_tls));
+        api::tls::client_config(&ca.cert_pem, &creds.kubelet_client.cert_pem, &creds.kubelet_client.key_pem)?;
+    let state = Arc::new(
+        AppState::new(store.clone(), ca.cert_pem.clone(), creds.token_secret.clone(), kubelet_tls)
+            .with_node_ca(ca.clone()),
+    );
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServerError::Listen { addr: config.listen, source })?;
@@ -239,14 +242,11 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
 
     let host = if config.listen.ip().is_unspecified() { IpAddr::V4(Ipv4Addr::LOCALHOST) } else { config.listen.ip() };
     let url = format!("https://{}", SocketAddr::new(host, port));
-    pki::write_private(
-        &data_dir.join("kubeconfig.yaml"),
-        &pki::admin_kubeconfig(&url, &creds.ca.cert_pem, &creds.admin),
-    )?;
-    let (node_creds, node_kubeconfig) = pki::write_node_kubeconfig(&creds.ca, &data_dir, &url, &node_name, node_ip)?;
+    pki::write_private(&data_dir.join("kubeconfig.yaml"), &pki::admin_kubeconfig(&url, &ca.cert_pem, &creds.admin))?;
+    let (node_creds, node_kubeconfig) = pki::write_node_kubeconfig(&ca, &data_dir, &url, &node_name, node_ip)?;
     pki::write_file(&pid_path, &format!("{}\n", std::process::id()))?;
 
-    let tls = api::tls::server_config(&creds.ca.cert_pem, &creds.server.cert_pem, &creds.server.key_pem)?;
+    let tls = api::tls::server_config(&ca.cert_pem, &creds.server.cert_pem, &creds.server.key_pem)?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let mut rx = shutdown_rx.clone();
     let serving = tokio::spawn(api::tls::serve(listener, tls, api::router(state.clone()), async move {
@@ -304,7 +304,7 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
             node_name: node_name.clone(),
             node_ip,
             data_dir: data_dir.join("agent"),
-            ca_pem: creds.ca.cert_pem.clone(),
+            ca_pem: ca.cert_pem.clone(),
             cert_pem: node.cert_pem,
             key_pem: node.key_pem,
             kubelet_port: KUBELET_PORT,
@@ -331,7 +331,8 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
     Ok(())
 }
 
-async fn wait_for_signal() {
+/// Returns on SIGTERM or SIGINT.
+pub async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
         // Without signal handlers the server can only be killed; keep serving.

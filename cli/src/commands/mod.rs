@@ -1,5 +1,6 @@
 //! One module per command; each exposes `run(&Args) -> Result<(), Failure>`.
 
+pub mod agent;
 pub mod config;
 pub mod convert;
 pub mod down;

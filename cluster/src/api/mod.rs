@@ -12,6 +12,7 @@ pub mod authz;
 pub mod defaults;
 pub mod errors;
 mod handlers;
+pub mod join;
 pub mod openapi;
 pub mod protobuf;
 pub mod proxy;
@@ -52,6 +53,9 @@ pub struct AppState {
     pub kubelet_tls: Arc<rustls::ClientConfig>,
     /// Serialises cluster IP and node port allocation.
     pub(crate) alloc_lock: tokio::sync::Mutex<()>,
+    /// The cluster CA with its key, to issue joining agents their node certificates ([`join`]); `None`
+    /// in a server that cannot sign.
+    pub node_ca: Option<Arc<crate::pki::ClusterCa>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -67,7 +71,13 @@ impl AppState {
         token_secret: String,
         kubelet_tls: Arc<rustls::ClientConfig>,
     ) -> Self {
-        Self { store, ca_pem, token_secret, kubelet_tls, alloc_lock: tokio::sync::Mutex::new(()) }
+        Self { store, ca_pem, token_secret, kubelet_tls, alloc_lock: tokio::sync::Mutex::new(()), node_ca: None }
+    }
+
+    /// Lets this server issue node credentials to joining agents.
+    pub fn with_node_ca(mut self, ca: Arc<crate::pki::ClusterCa>) -> Self {
+        self.node_ca = Some(ca);
+        self
     }
 
     /// One object of a core or named-group resource found by its plural (e.g. "pods", "nodes"), with its
@@ -91,6 +101,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(handlers::ok_text))
         .route("/version", get(handlers::version))
         .route("/cacerts", get(handlers::cacerts))
+        .route("/v1-flotilla/node-credentials", axum::routing::post(join::node_credentials))
         .route("/api", get(handlers::discovery::api_versions))
         .route("/apis", get(handlers::discovery::api_groups))
         .route("/apis/authentication.k8s.io", get(auth::authentication_group))
