@@ -41,6 +41,8 @@ pub struct ServerConfig {
     pub compact_keep: i64,
     /// Leader election of the controllers and the scheduler.
     pub leader_timing: leader::Timing,
+    /// When a silent node becomes unreachable and when its pods are evicted.
+    pub node_timing: crate::controllers::nodelifecycle::Timing,
     /// Where the state lives: SQLite in the data dir (default) or a shared etcd. Servers sharing an etcd
     /// must also share the data dir's `tls/` directory and `token` file (the CA and the join token), e.g.
     /// by starting the second server on a copy of them.
@@ -58,6 +60,7 @@ impl ServerConfig {
             compact_interval: Duration::from_secs(60),
             compact_keep: 1000,
             leader_timing: leader::Timing::default(),
+            node_timing: Default::default(),
             datastore: Datastore::default(),
         }
     }
@@ -276,10 +279,11 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
     // term's runtime, so ending the term ends the client's connections too.
     let client = admin_client(&data_dir).await?;
     let (elect_tx, elect_rx) = tokio::sync::watch::channel(false);
-    let elected = |work: fn(kube::Client) -> futures::future::BoxFuture<'static, ()>| -> leader::Work {
+    type Component = Arc<dyn Fn(kube::Client) -> futures::future::BoxFuture<'static, ()> + Send + Sync>;
+    let elected = |work: Component| -> leader::Work {
         let data_dir = data_dir.clone();
         Arc::new(move || {
-            let data_dir = data_dir.clone();
+            let (data_dir, work) = (data_dir.clone(), work.clone());
             Box::pin(async move {
                 match admin_client(&data_dir).await {
                     Ok(client) => work(client).await,
@@ -288,9 +292,10 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
             })
         })
     };
+    let node_timing = config.node_timing;
     let elections = [
-        (leader::CONTROLLERS_LEASE, elected(|c| Box::pin(crate::controllers::run(c)))),
-        (leader::SCHEDULER_LEASE, elected(|c| Box::pin(crate::scheduler::run(c)))),
+        (leader::CONTROLLERS_LEASE, elected(Arc::new(move |c| Box::pin(crate::controllers::run(c, node_timing))))),
+        (leader::SCHEDULER_LEASE, elected(Arc::new(|c| Box::pin(crate::scheduler::run(c))))),
     ];
     let identity = leader::identity(&node_name);
     let elections = elections.map(|(lease, work)| {

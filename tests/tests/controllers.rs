@@ -7,11 +7,12 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Namespace, Node, PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -31,6 +32,10 @@ struct Server {
 
 impl Server {
     fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    fn start_with(extra: &[&str]) -> Server {
         let bin = std::env::var_os("FLOTILLA_BIN").filter(|v| !v.is_empty()).map(PathBuf::from).expect(
             "FLOTILLA_BIN is not set: it must name the flotilla binary; run scripts/test, which builds it and sets it",
         );
@@ -44,6 +49,7 @@ impl Server {
             .arg(dir.path())
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -121,8 +127,39 @@ fn rand_u32() -> u32 {
     t.subsec_nanos().wrapping_mul(2654435761)
 }
 
-/// Registers a Ready node with room for a few pods.
+/// Registers a Ready node with room for a few pods, whose Lease is renewed as an agent would while the test
+/// runs (without it, the node lifecycle controller would find it unreachable after 15 s).
 async fn make_node(client: &Client, name: &str, memory: &str) -> Node {
+    make_node_with_heartbeat(client, name, memory).await.0
+}
+
+/// [`make_node`], plus the switch of its heartbeat: store false to stop renewing its Lease.
+async fn make_node_with_heartbeat(client: &Client, name: &str, memory: &str) -> (Node, Arc<AtomicBool>) {
+    let node = register_node(client, name, memory).await;
+    let alive = Arc::new(AtomicBool::new(true));
+    let (client, name, beating) = (client.clone(), name.to_string(), alive.clone());
+    tokio::spawn(async move {
+        let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
+        let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "kube-node-lease"}})).unwrap();
+        let _ = Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await;
+        loop {
+            if beating.load(Ordering::SeqCst) {
+                let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+                let spec = json!({"holderIdentity": name, "leaseDurationSeconds": 40, "renewTime": now});
+                let patch = json!({"spec": spec});
+                if leases.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await.is_err() {
+                    let lease: Lease =
+                        serde_json::from_value(json!({"metadata": {"name": name}, "spec": spec})).unwrap();
+                    let _ = leases.create(&PostParams::default(), &lease).await;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+    (node, alive)
+}
+
+async fn register_node(client: &Client, name: &str, memory: &str) -> Node {
     let nodes: Api<Node> = Api::all(client.clone());
     let node: Node = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Node",
@@ -684,4 +721,114 @@ async fn namespace_deletion_empties_and_finalizes() {
     })
     .await;
     agent.abort();
+}
+
+/// Node lifecycle with fake nodes whose Leases the test renews: a node that stops renewing becomes
+/// Unknown and tainted unreachable, its pods are evicted after the eviction timeout (unless they tolerate
+/// it for good) and replaced on the healthy node; the taints go when it renews again; deleting the node
+/// deletes the pods still bound to it.
+#[tokio::test]
+async fn silent_nodes_are_tainted_and_their_pods_move() {
+    let server = Server::start_with(&["--node-monitor-grace-period=3s", "--pod-eviction-timeout=3s"]);
+    let client = server.client().await;
+    let ns = unique("life");
+    make_namespace(&client, &ns).await;
+    let (a, b) = (unique("node-a"), unique("node-b"));
+    let (_, beat_a) = make_node_with_heartbeat(&client, &a, "8Gi").await;
+    make_node(&client, &b, "8Gi").await;
+    let _agent_a = AbortOnDrop(spawn_fake_agent(client.clone(), a.clone()));
+    let _agent_b = AbortOnDrop(spawn_fake_agent(client.clone(), b.clone()));
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let nodes: Api<Node> = Api::all(client.clone());
+
+    // A Deployment's pod pinned to node a by affinity-free means: node b is cordoned while it is placed.
+    nodes.patch(&b, &PatchParams::default(), &Patch::Merge(&json!({"spec": {"unschedulable": true}}))).await.unwrap();
+    let deploy: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "web", "namespace": ns},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}}, "template": {
+            "metadata": {"labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "web", "image": "web:1"}]}}},
+    }))
+    .unwrap();
+    Api::<Deployment>::namespaced(client.clone(), &ns).create(&PostParams::default(), &deploy).await.unwrap();
+    // A bare pod on node a that tolerates unreachable for ever, as DaemonSet pods do.
+    let tolerant: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "tolerant", "namespace": ns, "annotations": {HOLD: "1"}},
+        "spec": {"nodeName": a, "containers": [{"name": "c", "image": "c:1"}],
+                 "tolerations": [{"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute"}]},
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &tolerant).await.unwrap();
+    let first = wait_for("the web pod on node a", || async {
+        let list = pods.list(&ListParams::default().labels("app=web")).await.ok()?;
+        list.items.into_iter().find(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(a.as_str()))
+    })
+    .await;
+    nodes.patch(&b, &PatchParams::default(), &Patch::Merge(&json!({"spec": {"unschedulable": false}}))).await.unwrap();
+
+    // Node a goes silent: Unknown and tainted after the grace period.
+    beat_a.store(false, Ordering::SeqCst);
+    let taint_keys = |n: &Node| -> Vec<String> {
+        n.spec
+            .as_ref()
+            .and_then(|s| s.taints.as_ref())
+            .into_iter()
+            .flatten()
+            .map(|t| format!("{}:{}", t.key, t.effect))
+            .collect()
+    };
+    wait_for("node a unreachable", || async {
+        let n = nodes.get(&a).await.ok()?;
+        let ready = n.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == "Ready")?.status.clone();
+        let keys = taint_keys(&n);
+        (ready == "Unknown"
+            && keys.contains(&"node.kubernetes.io/unreachable:NoSchedule".to_string())
+            && keys.contains(&"node.kubernetes.io/unreachable:NoExecute".to_string()))
+        .then_some(())
+    })
+    .await;
+
+    // Evicted, and replaced on node b (the stand-in agent of node a still finishes the deletion).
+    wait_for("a replacement web pod on node b", || async {
+        let list = pods.list(&ListParams::default().labels("app=web")).await.ok()?;
+        list.items
+            .iter()
+            .any(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(b.as_str()))
+            .then_some(())
+    })
+    .await;
+    wait_for("the first web pod evicted", || async {
+        match pods.get_opt(&first.name_any()).await.ok()? {
+            None => Some(()),
+            Some(p) => p.metadata.deletion_timestamp.map(|_| ()),
+        }
+    })
+    .await;
+    let kept = pods.get("tolerant").await.unwrap();
+    assert!(kept.metadata.deletion_timestamp.is_none(), "a pod tolerating unreachable for ever was evicted");
+
+    // Back: renewing again (and Ready, as an agent posts it) clears the taints.
+    beat_a.store(true, Ordering::SeqCst);
+    wait_for("node a untainted", || async {
+        let n = nodes.get(&a).await.ok()?;
+        taint_keys(&n).iter().all(|k| !k.starts_with("node.kubernetes.io/")).then_some(())
+    })
+    .await;
+
+    // Deleting node a deletes what is still bound to it.
+    nodes.delete(&a, &DeleteParams::default()).await.unwrap();
+    wait_for("the pods of the deleted node gone", || async {
+        pods.get_opt("tolerant").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    drop(server);
+}
+
+/// Aborts a background task when the test ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

@@ -52,6 +52,12 @@ pub struct ServerArgs {
     /// How often candidates try to take the Lease and the leader renews it.
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = cluster::leader::parse_duration)]
     pub leader_elect_retry_period: Duration,
+    /// How long a node may go without renewing its Lease before it is marked unreachable (tainted).
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = cluster::leader::parse_duration)]
+    pub node_monitor_grace_period: Duration,
+    /// How long pods without a toleration stay on an unreachable or not-ready node before eviction.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = cluster::leader::parse_duration)]
+    pub pod_eviction_timeout: Duration,
 }
 
 #[derive(Debug, Subcommand)]
@@ -80,6 +86,10 @@ pub fn run(args: &ServerArgs) -> Result<(), Failure> {
     config.compact_interval = Duration::from_secs(args.compact_interval.max(1));
     config.compact_keep = args.compact_keep.max(0);
     config.datastore = args.datastore.clone();
+    config.node_timing = cluster::controllers::nodelifecycle::Timing {
+        grace: args.node_monitor_grace_period,
+        eviction: args.pod_eviction_timeout,
+    };
     config.leader_timing = cluster::leader::Timing {
         lease_duration: args.leader_elect_lease_duration,
         renew_deadline: args.leader_elect_renew_deadline,

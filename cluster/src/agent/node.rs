@@ -1,5 +1,5 @@
 //! The agent's Node and Lease: registration with addresses, capacity and the kubelet endpoint, a Ready
-//! condition kept fresh, the Lease `kube-node-lease/<node>` renewed every 10 s, and waiting for the
+//! condition kept fresh, the Lease `kube-node-lease/<node>` renewed every 5 s, and waiting for the
 //! `spec.podCIDR` that the node-IPAM controller assigns.
 
 use std::time::Duration;
@@ -12,8 +12,9 @@ use serde_json::json;
 
 use super::AgentConfig;
 
-/// How often the Lease is renewed (the kubelet's default).
-pub const LEASE_RENEW: Duration = Duration::from_secs(10);
+/// How often the Lease is renewed: a third of the node lifecycle controller's 15 s grace period, so one
+/// late renewal under load never makes the node unreachable (the kubelet renews every 10 s against 40 s).
+pub const LEASE_RENEW: Duration = Duration::from_secs(5);
 /// How often the Node's status (Ready heartbeat) is rewritten.
 pub const STATUS_EVERY: Duration = Duration::from_secs(40);
 const LEASE_NAMESPACE: &str = "kube-node-lease";

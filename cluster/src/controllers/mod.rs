@@ -18,6 +18,7 @@ pub mod gc;
 pub mod job;
 pub mod namespace;
 pub mod nodeipam;
+pub mod nodelifecycle;
 pub mod replicaset;
 pub mod servicelb;
 pub mod statefulset;
@@ -50,7 +51,7 @@ pub struct Ctx {
 }
 
 /// Runs every controller until the process ends. Errors inside one reconcile are retried, never returned.
-pub async fn run(client: kube::Client) {
+pub async fn run(client: kube::Client, node_timing: nodelifecycle::Timing) {
     let tasks = vec![
         tokio::spawn(deployment::run(client.clone())),
         tokio::spawn(replicaset::run(client.clone())),
@@ -61,6 +62,7 @@ pub async fn run(client: kube::Client) {
         tokio::spawn(gc::run(client.clone())),
         tokio::spawn(namespace::run(client.clone())),
         tokio::spawn(nodeipam::run(client.clone())),
+        tokio::spawn(nodelifecycle::run(client.clone(), node_timing)),
         tokio::spawn(servicelb::run(client.clone())),
     ];
     for task in futures::future::join_all(tasks).await {
