@@ -100,6 +100,37 @@ pub fn plan(eligible: &[(String, bool)], pods: &[PodInfo], rolling: bool) -> Pla
     out
 }
 
+/// The tolerations kube's DaemonSet controller gives every daemon pod: it stays on a node that is not
+/// ready or unreachable (no eviction) and ignores the pressure and unschedulable taints.
+pub fn add_daemon_tolerations(spec: &mut k8s_openapi::api::core::v1::PodSpec) {
+    use k8s_openapi::api::core::v1::Toleration;
+    let mut wanted = vec![
+        ("node.kubernetes.io/not-ready", "NoExecute"),
+        ("node.kubernetes.io/unreachable", "NoExecute"),
+        ("node.kubernetes.io/disk-pressure", "NoSchedule"),
+        ("node.kubernetes.io/memory-pressure", "NoSchedule"),
+        ("node.kubernetes.io/pid-pressure", "NoSchedule"),
+        ("node.kubernetes.io/unschedulable", "NoSchedule"),
+    ];
+    if spec.host_network == Some(true) {
+        wanted.push(("node.kubernetes.io/network-unavailable", "NoSchedule"));
+    }
+    let tolerations = spec.tolerations.get_or_insert_with(Vec::new);
+    for (key, effect) in wanted {
+        let present = tolerations.iter().any(|t| {
+            t.key.as_deref() == Some(key) && t.effect.as_deref() == Some(effect) && t.toleration_seconds.is_none()
+        });
+        if !present {
+            tolerations.push(Toleration {
+                key: Some(key.into()),
+                operator: Some("Exists".into()),
+                effect: Some(effect.into()),
+                ..Default::default()
+            });
+        }
+    }
+}
+
 async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     if ds.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
@@ -145,7 +176,9 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     for node in &plan.create {
         let mut pod =
             pod_from_template(&spec.template, &ns, PodName::Generate(name.clone()), &labels, controller_ref(&*ds));
-        pod.spec.get_or_insert_with(Default::default).node_name = Some(node.clone());
+        let pod_spec = pod.spec.get_or_insert_with(Default::default);
+        pod_spec.node_name = Some(node.clone());
+        add_daemon_tolerations(pod_spec);
         pods.create(&PostParams::default(), &pod).await?;
     }
     for pod in &plan.delete {
@@ -213,5 +246,17 @@ mod tests {
         assert_eq!(plan.delete, vec!["z"]);
         let plan = super::plan(&nodes, &[p("x", "a", false, true), p("z", "b", false, true)], false);
         assert!(plan.delete.is_empty());
+    }
+
+    #[test]
+    fn daemon_pods_tolerate_sick_nodes_once() {
+        let mut spec = k8s_openapi::api::core::v1::PodSpec::default();
+        add_daemon_tolerations(&mut spec);
+        add_daemon_tolerations(&mut spec);
+        let t = spec.tolerations.unwrap();
+        assert_eq!(t.len(), 6);
+        assert!(t.iter().any(|t| t.key.as_deref() == Some("node.kubernetes.io/unreachable")
+            && t.effect.as_deref() == Some("NoExecute")
+            && t.toleration_seconds.is_none()));
     }
 }
