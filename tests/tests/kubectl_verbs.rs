@@ -676,6 +676,7 @@ spec:
         "side:",
         "Restart Count:",
         "Events:",
+        "Successfully assigned",
         "already present on machine",
         "Created container: main",
         "Started container main",

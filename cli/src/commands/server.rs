@@ -102,6 +102,8 @@ pub fn run(args: &ServerArgs) -> Result<(), Failure> {
         )
         .with_writer(std::io::stderr)
         .try_init();
+    // Before the runtime's threads exist, so every thread's malloc arena follows the tuned limits.
+    cluster::server::tune_allocator();
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     runtime.block_on(cluster::server::run(config)).map_err(anyhow::Error::from)?;

@@ -223,7 +223,12 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     }
     let ns = svc.namespace().unwrap_or_default();
     let name = svc.name_any();
-    let pods = Api::<Pod>::namespaced(ctx.client.clone(), &ns).list(&ListParams::default()).await?.items;
+    // Only the selected pods, by label selector: a namespace may hold thousands of pods, and every pod
+    // change there reconciles its Services.
+    let selector = svc.spec.as_ref().and_then(|s| s.selector.as_ref()).into_iter().flatten();
+    let selector = selector.map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
+    let pods =
+        Api::<Pod>::namespaced(ctx.client.clone(), &ns).list(&ListParams::default().labels(&selector)).await?.items;
     let desired = desired_slices(&svc, &pods);
     let slices: Api<EndpointSlice> = Api::namespaced(ctx.client.clone(), &ns);
     let existing = slices

@@ -197,8 +197,8 @@ pub async fn propagate(client: &kube::Client) -> Result<bool, Error> {
     let mut owners: Vec<(&'static Kind, DynamicObject)> = vec![];
     for kind in OWNERS.iter().chain(DEPENDENTS.iter().filter(|d| !OWNERS.iter().any(|o| o.plural == d.plural))) {
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &kind.api_resource());
-        if let Ok(list) = api.list(&ListParams::default()).await {
-            owners.extend(list.items.into_iter().filter(awaits_collector).map(|o| (kind, o)));
+        if let Ok(items) = list_metadata(&api).await {
+            owners.extend(items.into_iter().filter(awaits_collector).map(|o| (kind, o)));
         }
     }
     if owners.is_empty() {
@@ -207,9 +207,10 @@ pub async fn propagate(client: &kube::Client) -> Result<bool, Error> {
     let mut dependents: Vec<(&'static Kind, DynamicObject)> = vec![];
     for kind in DEPENDENTS {
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &kind.api_resource());
-        match api.list(&ListParams::default()).await {
-            Ok(list) => dependents
-                .extend(list.items.into_iter().filter(|o| !o.owner_references().is_empty()).map(|o| (kind, o))),
+        match list_metadata(&api).await {
+            Ok(items) => {
+                dependents.extend(items.into_iter().filter(|o| !o.owner_references().is_empty()).map(|o| (kind, o)))
+            }
             // Without a full view of the dependents no finalizer may go: wait for the next pass.
             Err(e) => return Err(e.into()),
         }
@@ -270,6 +271,29 @@ pub async fn propagate(client: &kube::Client) -> Result<bool, Error> {
     Ok(pending)
 }
 
+/// Objects listed per request: pages keep both the server's and the collector's memory bounded when a kind
+/// has thousands of objects (the collector lists every dependent kind on each sweep).
+const LIST_PAGE: u32 = 500;
+
+/// Every object of `api`, in pages, with only its metadata kept (the collector judges by owner
+/// references, uids and finalizers; dropping spec and status at once keeps a sweep over 10,000 pods small).
+async fn list_metadata(api: &Api<DynamicObject>) -> Result<Vec<DynamicObject>, kube::Error> {
+    let mut items = vec![];
+    let mut params = ListParams::default().limit(LIST_PAGE);
+    loop {
+        let page = api.list(&params).await?;
+        items.extend(page.items.into_iter().map(|mut o| {
+            o.data = serde_json::Value::Null;
+            o.metadata.managed_fields = None;
+            o
+        }));
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok(items),
+        }
+    }
+}
+
 /// The API for an object of `kind`, in the object's namespace when the kind is namespaced.
 fn dependent_api(client: &kube::Client, kind: &Kind, obj: &DynamicObject) -> Api<DynamicObject> {
     match obj.namespace() {
@@ -283,9 +307,9 @@ pub async fn sweep(client: &kube::Client) -> Result<usize, Error> {
     let mut dependents: Vec<(&'static Kind, DynamicObject)> = vec![];
     for kind in DEPENDENTS {
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &kind.api_resource());
-        match api.list(&ListParams::default()).await {
-            Ok(list) => dependents.extend(
-                list.items
+        match list_metadata(&api).await {
+            Ok(items) => dependents.extend(
+                items
                     .into_iter()
                     .filter(|o| !o.owner_references().is_empty() && o.metadata.deletion_timestamp.is_none())
                     .map(|o| (kind, o)),
@@ -299,8 +323,8 @@ pub async fn sweep(client: &kube::Client) -> Result<usize, Error> {
     let mut live: BTreeMap<&'static str, Option<BTreeSet<String>>> = BTreeMap::new();
     for kind in OWNERS {
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &kind.api_resource());
-        let uids = match api.list(&ListParams::default()).await {
-            Ok(list) => Some(list.items.iter().filter_map(|o| o.uid()).collect()),
+        let uids = match list_metadata(&api).await {
+            Ok(items) => Some(items.iter().filter_map(|o| o.uid()).collect()),
             Err(_) => None,
         };
         live.insert(kind.plural, uids);

@@ -3,7 +3,7 @@
 //! score the survivors by least allocated, and word a failure the way kube-scheduler does
 //! ("0/1 nodes are available: 1 Insufficient memory.").
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use k8s_openapi::api::core::v1::{Node, Pod, Taint, Toleration};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -112,8 +112,11 @@ fn tolerates(tolerations: &[Toleration], taint: &Taint) -> bool {
     })
 }
 
-/// Host ports a pod asks for: (protocol, hostIP, port).
-fn host_ports(pod: &Pod) -> Vec<(String, String, i32)> {
+/// A host port a pod asks for: (protocol, hostIP, port).
+pub type HostPort = (String, String, i32);
+
+/// Host ports a pod asks for.
+pub fn host_ports(pod: &Pod) -> Vec<HostPort> {
     let Some(spec) = pod.spec.as_ref() else { return vec![] };
     spec.containers
         .iter()
@@ -127,32 +130,155 @@ fn host_ports(pod: &Pod) -> Vec<(String, String, i32)> {
         .collect()
 }
 
-fn ports_conflict(a: &(String, String, i32), b: &(String, String, i32)) -> bool {
+fn ports_conflict(a: &HostPort, b: &HostPort) -> bool {
     a.0 == b.0 && a.2 == b.2 && (a.1 == b.1 || a.1 == "0.0.0.0" || b.1 == "0.0.0.0")
 }
 
+/// Requests counted for scoring: a pod without requests counts as 100m cpu / 200Mi memory, as in
+/// kube-scheduler's least-allocated scoring.
+fn nonzero(r: &Resources) -> (i128, i128) {
+    const DEFAULT_CPU: i128 = 100;
+    const DEFAULT_MEM: i128 = 200 * 1024 * 1024;
+    (if r.milli_cpu == 0 { DEFAULT_CPU } else { r.milli_cpu }, if r.memory == 0 { DEFAULT_MEM } else { r.memory })
+}
+
+/// What the scheduler needs of one pod placed on a node; kept instead of the pod itself, so the cache of
+/// bound pods costs a few dozen bytes per pod (kube-scheduler's `PodInfo`, reduced).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PodUsage {
+    pub requests: Resources,
+    pub host_ports: Vec<HostPort>,
+}
+
+impl PodUsage {
+    pub fn of(pod: &Pod) -> Self {
+        Self { requests: pod_requests(pod), host_ports: host_ports(pod) }
+    }
+}
+
+/// The sum over the pods placed on one node (kube-scheduler's `NodeInfo.Requested`, `NonZeroRequested`,
+/// `UsedPorts`), updated as pods come and go.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeUsage {
+    /// Requests summed; `pods` counts the pods.
+    pub requested: Resources,
+    /// Requests summed with the scoring defaults for pods without any.
+    pub nonzero_cpu: i128,
+    pub nonzero_memory: i128,
+    /// Host ports in use, one entry per pod using it.
+    pub host_ports: Vec<HostPort>,
+}
+
+impl NodeUsage {
+    /// The usage of these pods (tests, and callers holding pods rather than a cache).
+    pub fn of_pods(pods: &[&Pod]) -> Self {
+        let mut usage = Self::default();
+        for p in pods {
+            usage.add(&PodUsage::of(p));
+        }
+        usage
+    }
+
+    pub fn add(&mut self, pod: &PodUsage) {
+        let (cpu, mem) = nonzero(&pod.requests);
+        self.requested.milli_cpu += pod.requests.milli_cpu;
+        self.requested.memory += pod.requests.memory;
+        self.requested.pods += 1;
+        self.nonzero_cpu += cpu;
+        self.nonzero_memory += mem;
+        self.host_ports.extend(pod.host_ports.iter().cloned());
+    }
+
+    pub fn remove(&mut self, pod: &PodUsage) {
+        let (cpu, mem) = nonzero(&pod.requests);
+        self.requested.milli_cpu -= pod.requests.milli_cpu;
+        self.requested.memory -= pod.requests.memory;
+        self.requested.pods -= 1;
+        self.nonzero_cpu -= cpu;
+        self.nonzero_memory -= mem;
+        for port in &pod.host_ports {
+            if let Some(i) = self.host_ports.iter().position(|p| p == port) {
+                self.host_ports.swap_remove(i);
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.requested.pods == 0
+    }
+}
+
+/// A node as the filters see it, parsed once per node change rather than once per pod and node.
+#[derive(Clone, Debug)]
+pub struct NodeInfo {
+    pub name: String,
+    pub unschedulable: bool,
+    /// NoSchedule/NoExecute taints, plus the not-ready taint when the node is not Ready.
+    pub taints: Vec<Taint>,
+    pub labels: BTreeMap<String, String>,
+    pub cpu: Option<i128>,
+    pub memory: Option<i128>,
+    pub pods: Option<i128>,
+}
+
+impl NodeInfo {
+    pub fn of(node: &Node) -> Self {
+        let mut taints: Vec<Taint> = node
+            .spec
+            .as_ref()
+            .and_then(|s| s.taints.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute")
+            .collect();
+        if !node_ready(node) {
+            taints.push(Taint {
+                key: "node.kubernetes.io/not-ready".into(),
+                effect: "NoSchedule".into(),
+                ..Default::default()
+            });
+        }
+        let (cpu, memory, pods) = node_allocatable(node);
+        Self {
+            name: node.metadata.name.clone().unwrap_or_default(),
+            unschedulable: node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true),
+            taints,
+            labels: node.metadata.labels.clone().unwrap_or_default(),
+            cpu,
+            memory,
+            pods,
+        }
+    }
+}
+
+/// What the filters need of the pod being scheduled, computed once per scheduling attempt.
+pub struct Candidate<'a> {
+    pub pod: &'a Pod,
+    pub usage: PodUsage,
+}
+
+impl<'a> Candidate<'a> {
+    pub fn new(pod: &'a Pod) -> Self {
+        Self { pod, usage: PodUsage::of(pod) }
+    }
+
+    fn tolerations(&self) -> &[Toleration] {
+        self.pod.spec.as_ref().and_then(|s| s.tolerations.as_deref()).unwrap_or_default()
+    }
+}
+
 /// Why a node does not fit the pod: the reasons kube-scheduler prints (one plugin's, the first that fails).
-pub fn filter(pod: &Pod, node: &Node, on_node: &[&Pod]) -> Vec<String> {
-    let spec = pod.spec.clone().unwrap_or_default();
-    let nspec = node.spec.clone().unwrap_or_default();
-    let tolerations = spec.tolerations.clone().unwrap_or_default();
-    if nspec.unschedulable == Some(true) {
+pub fn filter(pod: &Candidate<'_>, node: &NodeInfo, used: &NodeUsage) -> Vec<String> {
+    let tolerations = pod.tolerations();
+    if node.unschedulable {
         let taint =
             Taint { key: "node.kubernetes.io/unschedulable".into(), effect: "NoSchedule".into(), ..Default::default() };
-        if !tolerates(&tolerations, &taint) {
+        if !tolerates(tolerations, &taint) {
             return vec!["node(s) were unschedulable".into()];
         }
     }
-    let mut taints = nspec.taints.clone().unwrap_or_default();
-    if !node_ready(node) {
-        taints.push(Taint {
-            key: "node.kubernetes.io/not-ready".into(),
-            effect: "NoSchedule".into(),
-            ..Default::default()
-        });
-    }
-    for taint in taints.iter().filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute") {
-        if !tolerates(&tolerations, taint) {
+    for taint in &node.taints {
+        if !tolerates(tolerations, taint) {
             return vec![format!(
                 "node(s) had untolerated taint {{{}: {}}}",
                 taint.key,
@@ -160,34 +286,24 @@ pub fn filter(pod: &Pod, node: &Node, on_node: &[&Pod]) -> Vec<String> {
             )];
         }
     }
-    let node_labels = node.metadata.labels.clone().unwrap_or_default();
-    if !spec.node_selector.iter().flatten().all(|(k, v)| node_labels.get(k) == Some(v)) {
+    let selector = pod.pod.spec.as_ref().and_then(|s| s.node_selector.as_ref());
+    if !selector.iter().copied().flatten().all(|(k, v)| node.labels.get(k) == Some(v)) {
         return vec!["node(s) didn't match Pod's node affinity/selector".into()];
     }
-    let wanted = host_ports(pod);
-    if !wanted.is_empty() {
-        let used: Vec<_> = on_node.iter().flat_map(|p| host_ports(p)).collect();
-        if wanted.iter().any(|w| used.iter().any(|u| ports_conflict(w, u))) {
-            return vec!["node(s) didn't have free ports for the requested pod ports".into()];
-        }
+    let wanted = &pod.usage.host_ports;
+    if wanted.iter().any(|w| used.host_ports.iter().any(|u| ports_conflict(w, u))) {
+        return vec!["node(s) didn't have free ports for the requested pod ports".into()];
     }
-    let req = pod_requests(pod);
-    let used = on_node.iter().fold(Resources::default(), |mut acc, p| {
-        let r = pod_requests(p);
-        acc.milli_cpu += r.milli_cpu;
-        acc.memory += r.memory;
-        acc.pods += 1;
-        acc
-    });
-    let (cpu, mem, pods) = node_allocatable(node);
+    let req = &pod.usage.requests;
+    let used = &used.requested;
     let mut reasons = vec![];
-    if pods.is_some_and(|max| used.pods + 1 > max) {
+    if node.pods.is_some_and(|max| used.pods + 1 > max) {
         reasons.push("Too many pods".to_string());
     }
-    if req.milli_cpu > 0 && cpu.is_some_and(|max| used.milli_cpu + req.milli_cpu > max) {
+    if req.milli_cpu > 0 && node.cpu.is_some_and(|max| used.milli_cpu + req.milli_cpu > max) {
         reasons.push("Insufficient cpu".to_string());
     }
-    if req.memory > 0 && mem.is_some_and(|max| used.memory + req.memory > max) {
+    if req.memory > 0 && node.memory.is_some_and(|max| used.memory + req.memory > max) {
         reasons.push("Insufficient memory".to_string());
     }
     reasons
@@ -195,42 +311,57 @@ pub fn filter(pod: &Pod, node: &Node, on_node: &[&Pod]) -> Vec<String> {
 
 /// Least-allocated score (0–100) of placing `pod` on `node`: the mean free share of cpu and memory after
 /// placement, counting pods without requests as 100m cpu / 200Mi memory as kube-scheduler does.
-pub fn score(pod: &Pod, node: &Node, on_node: &[&Pod]) -> i64 {
-    const DEFAULT_CPU: i128 = 100;
-    const DEFAULT_MEM: i128 = 200 * 1024 * 1024;
-    let nonzero = |p: &Pod| {
-        let r = pod_requests(p);
-        (if r.milli_cpu == 0 { DEFAULT_CPU } else { r.milli_cpu }, if r.memory == 0 { DEFAULT_MEM } else { r.memory })
-    };
-    let (mut cpu, mut mem) = nonzero(pod);
-    for p in on_node {
-        let (c, m) = nonzero(p);
-        cpu += c;
-        mem += m;
-    }
-    let (acpu, amem, _) = node_allocatable(node);
+pub fn score(pod: &Candidate<'_>, node: &NodeInfo, used: &NodeUsage) -> i64 {
+    let (cpu, mem) = nonzero(&pod.usage.requests);
+    let (cpu, mem) = (cpu + used.nonzero_cpu, mem + used.nonzero_memory);
     let part = |used: i128, cap: Option<i128>| match cap {
         Some(cap) if cap > 0 => (((cap - used).max(0)) * 100 / cap) as i64,
         _ => 100,
     };
-    (part(cpu, acpu) + part(mem, amem)) / 2
+    (part(cpu, node.cpu) + part(mem, node.memory)) / 2
 }
 
-/// Picks the node for `pod`, or returns kube-scheduler's message for why none fits.
-/// `on_node` maps node name to the pods already placed there (not finished).
-pub fn schedule(pod: &Pod, nodes: &[&Node], on_node: &BTreeMap<String, Vec<&Pod>>) -> Result<String, String> {
-    let empty = vec![];
-    let mut best: Option<(i64, String)> = None;
+/// How many feasible nodes a search stops at (kube-scheduler's adaptive `percentageOfNodesToScore`):
+/// every node up to 100, then a share falling from 50% to 5% as the cluster grows, so placing a pod in a
+/// cluster of thousands of nodes costs a bounded number of node checks.
+pub fn feasible_nodes_to_find(total: usize) -> usize {
+    const MIN_FEASIBLE: usize = 100;
+    if total <= MIN_FEASIBLE {
+        return total;
+    }
+    let percent = 50usize.saturating_sub(total / 125).max(5);
+    (total * percent / 100).max(MIN_FEASIBLE)
+}
+
+/// Picks the node for `pod`, or returns kube-scheduler's message for why none fits. `usage` gives what is
+/// already placed on each node (by name). The search starts at `start` (rotated by the caller between pods,
+/// as kube-scheduler does, so a partial search does not always favour the same nodes) and stops after
+/// [`feasible_nodes_to_find`] fitting nodes; a pod that fits nowhere has looked at every node.
+pub fn schedule<'n>(
+    pod: &Candidate<'_>,
+    nodes: &'n [NodeInfo],
+    usage: &HashMap<String, NodeUsage>,
+    start: usize,
+) -> Result<&'n str, String> {
+    static EMPTY: std::sync::LazyLock<NodeUsage> = std::sync::LazyLock::new(NodeUsage::default);
+    let wanted = feasible_nodes_to_find(nodes.len());
+    let mut best: Option<(i64, &str)> = None;
+    let mut found = 0;
     let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
-    for node in nodes {
-        let name = node.metadata.name.clone().unwrap_or_default();
-        let here = on_node.get(&name).unwrap_or(&empty);
+    let n = nodes.len();
+    for i in 0..n {
+        let node = &nodes[(start + i) % n];
+        let here = usage.get(&node.name).unwrap_or(&EMPTY);
         let failed = filter(pod, node, here);
         if failed.is_empty() {
             let s = score(pod, node, here);
             // Highest score wins; ties go to the first name, so the choice is reproducible.
-            if best.as_ref().is_none_or(|(bs, bn)| s > *bs || (s == *bs && name < *bn)) {
-                best = Some((s, name));
+            if best.is_none_or(|(bs, bn)| s > bs || (s == bs && node.name.as_str() < bn)) {
+                best = Some((s, &node.name));
+            }
+            found += 1;
+            if found >= wanted {
+                break;
             }
         } else {
             for r in failed {
@@ -242,6 +373,13 @@ pub fn schedule(pod: &Pod, nodes: &[&Node], on_node: &BTreeMap<String, Vec<&Pod>
         Some((_, name)) => Ok(name),
         None => Err(unschedulable_message(nodes.len(), &reasons)),
     }
+}
+
+/// [`schedule`] over plain objects: nodes, and the pods on each node by name (tests and one-off callers).
+pub fn schedule_pods(pod: &Pod, nodes: &[&Node], on_node: &BTreeMap<String, Vec<&Pod>>) -> Result<String, String> {
+    let infos: Vec<NodeInfo> = nodes.iter().map(|n| NodeInfo::of(n)).collect();
+    let usage: HashMap<String, NodeUsage> = on_node.iter().map(|(n, ps)| (n.clone(), NodeUsage::of_pods(ps))).collect();
+    schedule(&Candidate::new(pod), &infos, &usage, 0).map(str::to_string)
 }
 
 /// "0/N nodes are available: 1 Insufficient cpu, 1 Insufficient memory." (reasons sorted as kube-scheduler
@@ -317,10 +455,10 @@ mod tests {
     fn insufficient_memory_message_like_kube_scheduler() {
         let n = node("n1", "2", "1Gi", true);
         let p = pod(None, Some("2Gi"));
-        let err = schedule(&p, &[&n], &BTreeMap::new()).unwrap_err();
+        let err = schedule_pods(&p, &[&n], &BTreeMap::new()).unwrap_err();
         assert_eq!(err, "0/1 nodes are available: 1 Insufficient memory.");
         let p = pod(Some("3"), Some("2Gi"));
-        let err = schedule(&p, &[&n], &BTreeMap::new()).unwrap_err();
+        let err = schedule_pods(&p, &[&n], &BTreeMap::new()).unwrap_err();
         assert_eq!(err, "0/1 nodes are available: 1 Insufficient cpu, 1 Insufficient memory.");
     }
 
@@ -330,8 +468,8 @@ mod tests {
         let running = pod(Some("800m"), None);
         let p = pod(Some("300m"), None);
         let on = BTreeMap::from([("n1".to_string(), vec![&running])]);
-        assert!(schedule(&p, &[&n], &on).is_err());
-        assert_eq!(schedule(&p, &[&n], &BTreeMap::new()).unwrap(), "n1");
+        assert!(schedule_pods(&p, &[&n], &on).is_err());
+        assert_eq!(schedule_pods(&p, &[&n], &BTreeMap::new()).unwrap(), "n1");
     }
 
     #[test]
@@ -340,7 +478,7 @@ mod tests {
         let mut cordoned = node("b", "1", "1Gi", true);
         cordoned.spec = Some(k8s_openapi::api::core::v1::NodeSpec { unschedulable: Some(true), ..Default::default() });
         let p = pod(None, None);
-        let err = schedule(&p, &[&not_ready, &cordoned], &BTreeMap::new()).unwrap_err();
+        let err = schedule_pods(&p, &[&not_ready, &cordoned], &BTreeMap::new()).unwrap_err();
         assert_eq!(
             err,
             "0/2 nodes are available: 1 node(s) had untolerated taint {node.kubernetes.io/not-ready: }, 1 node(s) were unschedulable."
@@ -349,7 +487,7 @@ mod tests {
         let mut sel = pod(None, None);
         sel.spec.as_mut().unwrap().node_selector = Some(BTreeMap::from([("disk".to_string(), "hdd".to_string())]));
         assert_eq!(
-            schedule(&sel, &[&ok], &BTreeMap::new()).unwrap_err(),
+            schedule_pods(&sel, &[&ok], &BTreeMap::new()).unwrap_err(),
             "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector."
         );
         let with_port = |hp: i32| -> Pod {
@@ -359,8 +497,17 @@ mod tests {
         };
         let a = with_port(8080);
         let on = BTreeMap::from([("c".to_string(), vec![&a])]);
-        assert!(schedule(&with_port(8080), &[&ok], &on).unwrap_err().contains("free ports"));
-        assert_eq!(schedule(&with_port(8081), &[&ok], &on).unwrap(), "c");
+        assert!(schedule_pods(&with_port(8080), &[&ok], &on).unwrap_err().contains("free ports"));
+        assert_eq!(schedule_pods(&with_port(8081), &[&ok], &on).unwrap(), "c");
+    }
+
+    #[test]
+    fn partial_search_on_large_clusters() {
+        assert_eq!(feasible_nodes_to_find(3), 3);
+        assert_eq!(feasible_nodes_to_find(100), 100);
+        assert_eq!(feasible_nodes_to_find(1000), 420);
+        assert_eq!(feasible_nodes_to_find(5000), 500);
+        assert_eq!(feasible_nodes_to_find(100_000), 5000);
     }
 
     #[test]
@@ -368,12 +515,12 @@ mod tests {
         let big = node("big", "4", "8Gi", true);
         let small = node("small", "1", "1Gi", true);
         let p = pod(Some("500m"), Some("256Mi"));
-        assert_eq!(schedule(&p, &[&small, &big], &BTreeMap::new()).unwrap(), "big");
+        assert_eq!(schedule_pods(&p, &[&small, &big], &BTreeMap::new()).unwrap(), "big");
         let tolerant: Pod = serde_json::from_value(json!({"metadata": {"name": "d"}, "spec": {
             "containers": [{"name": "c", "image": "i"}],
             "tolerations": [{"operator": "Exists"}]}}))
         .unwrap();
         let not_ready = node("nr", "1", "1Gi", false);
-        assert_eq!(schedule(&tolerant, &[&not_ready], &BTreeMap::new()).unwrap(), "nr");
+        assert_eq!(schedule_pods(&tolerant, &[&not_ready], &BTreeMap::new()).unwrap(), "nr");
     }
 }
