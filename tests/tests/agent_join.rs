@@ -91,10 +91,9 @@ fn an_agent_joins_with_the_token_and_runs_pods() {
     };
 
     // A CA that is not the pinned one: refused before any secret is sent.
-    let flipped = if prefix.ends_with('0') {
-        format!("{}1", &prefix[..prefix.len() - 1])
-    } else {
-        format!("{}0", &prefix[..prefix.len() - 1])
+    let flipped = match prefix.strip_suffix('0') {
+        Some(rest) => format!("{rest}1"),
+        None => format!("{}0", &prefix[..prefix.len() - 1]),
     };
     refused(&format!("{flipped}::server:{secret}"), "is not the one the token pins");
     // The right CA but a wrong secret: the server refuses.

@@ -19,6 +19,7 @@ pub mod proxy;
 pub mod registry;
 pub mod resources;
 pub mod selectors;
+pub mod stored;
 pub mod strategic;
 pub mod table;
 pub mod tls;

@@ -18,6 +18,7 @@ use super::defaults;
 use super::errors::{ApiError, ApiResult};
 use super::resources::{self, Resource};
 use super::selectors::{FieldSelector, LabelSelector};
+use super::stored::{self, Sparse};
 use crate::store::{KeyValue, Revision, StoreError, WatchedStore};
 
 /// Which part of an object an update may change.
@@ -49,6 +50,17 @@ pub struct ListPage {
     pub revision: Revision,
     pub continue_token: Option<String>,
 }
+
+/// One page of a list, the objects as stored (without their resourceVersion; [`write_stamped`] adds it).
+#[derive(Debug)]
+pub struct StoredListPage {
+    pub items: Vec<KeyValue>,
+    pub revision: Revision,
+    pub continue_token: Option<String>,
+}
+
+/// How many objects a list reads from the store at a time (without a limit, or with selectors).
+const LIST_CHUNK: usize = 500;
 
 /// Delete options from the body or the query.
 #[derive(Debug, Default, Clone)]
@@ -85,6 +97,17 @@ pub fn decode_at(bytes: &[u8], revision: Revision) -> ApiResult<Value> {
         meta.insert("resourceVersion".into(), json!(revision.to_string()));
     }
     Ok(obj)
+}
+
+/// Appends a stored object's JSON with its resourceVersion to `out`: a byte-level edit of the stored
+/// bytes ([`stored::stamp_resource_version`]), or the full decode when those bytes are not what the
+/// scanner expects (which also reports a stored value that is not JSON).
+pub fn write_stamped(kv: &KeyValue, out: &mut Vec<u8>) -> ApiResult<()> {
+    if stored::stamp_resource_version(&kv.value, kv.mod_revision, out) {
+        return Ok(());
+    }
+    let obj = decode(kv)?;
+    serde_json::to_writer(&mut *out, &obj).map_err(|e| ApiError::internal(format!("encoding an object: {e}")))
 }
 
 fn encode(obj: &Value) -> Vec<u8> {
@@ -185,6 +208,14 @@ impl AppState {
 
     /// One page of objects matching the selectors, at one consistent revision across pages.
     pub async fn list_objs(&self, res: &Resource, ns: Option<&str>, opts: &ListOptions) -> ApiResult<ListPage> {
+        let page = self.list_stored(res, ns, opts).await?;
+        let items = page.items.iter().map(decode).collect::<ApiResult<Vec<_>>>()?;
+        Ok(ListPage { items, revision: page.revision, continue_token: page.continue_token })
+    }
+
+    /// [`Self::list_objs`] without decoding: the selected objects as stored (see [`write_stamped`]).
+    /// Selectors decode only the fields they read ([`Sparse`]); without selectors nothing is decoded.
+    pub async fn list_stored(&self, res: &Resource, ns: Option<&str>, opts: &ListOptions) -> ApiResult<StoredListPage> {
         let prefix = res.list_prefix(ns);
         let (mut at, mut after) = match &opts.continue_token {
             Some(token) if !token.is_empty() => {
@@ -194,13 +225,14 @@ impl AppState {
             _ => (None, None),
         };
         let filtering = !opts.labels.is_empty() || !opts.fields.is_empty();
+        let sparse = Sparse::for_selectors(&opts.labels, &opts.fields);
         let mut items = Vec::new();
         loop {
             let want = opts.limit.map(|l| l.saturating_sub(items.len()));
             // Reading a page of the wanted size is exact without selectors; with them, read larger chunks.
             let chunk = match want {
                 Some(n) if !filtering => n.max(1),
-                _ => 500,
+                _ => LIST_CHUNK,
             };
             let (p, a) = (prefix.clone(), after.clone());
             let (kvs, revision) = self
@@ -215,20 +247,27 @@ impl AppState {
                 })?;
             at = Some(revision);
             let exhausted = kvs.len() < chunk;
-            for kv in &kvs {
+            let last_key = kvs.last().map(|kv| kv.key.clone());
+            for kv in kvs {
                 after = Some(kv.key.clone());
-                let obj = decode(kv)?;
-                if selected(&obj, &opts.labels, &opts.fields) {
-                    items.push(obj);
-                    if opts.limit.is_some_and(|l| items.len() >= l) {
-                        let is_last = exhausted && kv.key == kvs.last().map(|k| k.key.clone()).unwrap_or_default();
-                        let token = (!is_last).then(|| encode_continue(revision, &kv.key));
-                        return Ok(ListPage { items, revision, continue_token: token });
+                if filtering {
+                    let view = sparse
+                        .decode(&kv.value)
+                        .map_err(|e| ApiError::internal(format!("stored object is not JSON: {e}")))?;
+                    if !selected(&view, &opts.labels, &opts.fields) {
+                        continue;
                     }
+                }
+                items.push(kv);
+                if opts.limit.is_some_and(|l| items.len() >= l) {
+                    let key = &items[items.len() - 1].key;
+                    let is_last = exhausted && Some(key) == last_key.as_ref();
+                    let token = (!is_last).then(|| encode_continue(revision, key));
+                    return Ok(StoredListPage { items, revision, continue_token: token });
                 }
             }
             if exhausted {
-                return Ok(ListPage { items, revision, continue_token: None });
+                return Ok(StoredListPage { items, revision, continue_token: None });
             }
         }
     }

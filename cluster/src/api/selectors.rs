@@ -147,6 +147,11 @@ impl FieldSelector {
         self.0.is_empty()
     }
 
+    /// The dotted field paths the selector reads (lets a list decode only those).
+    pub fn paths(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(path, _, _)| path.as_str())
+    }
+
     /// The value of `metadata.name` the selector pins, if any (lets a list read one key).
     pub fn name(&self) -> Option<&str> {
         self.0.iter().find(|(p, eq, _)| p == "metadata.name" && *eq).map(|(_, _, v)| v.as_str())

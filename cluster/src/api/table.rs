@@ -77,17 +77,12 @@ pub fn to_table_at(
     include: IncludeObject,
     now: Timestamp,
 ) -> Value {
-    let printer = printer_for(group, plural);
-    let columns: Vec<Value> = printer.columns.iter().map(Column::to_json).collect();
+    let printer = RowPrinter::new(group, plural);
+    let columns: Vec<Value> = printer.printer.columns.iter().map(Column::to_json).collect();
     let rows: Vec<Value> = objects
         .iter()
         .map(|object| {
-            let row = (printer.row)(object, now);
-            let mut out = Map::new();
-            out.insert("cells".into(), Value::Array(row.cells));
-            if let Some(conditions) = row.conditions {
-                out.insert("conditions".into(), conditions);
-            }
+            let mut out = printer.row(object, now);
             match include {
                 IncludeObject::None => {}
                 IncludeObject::Metadata => {
@@ -112,6 +107,54 @@ pub fn to_table_at(
         "rows": rows,
     })
 }
+
+/// One resource's printer, for callers that write a Table's rows themselves (the list path writes them
+/// from stored bytes, see `api::stored`): the same cells as [`to_table_at`].
+pub struct RowPrinter {
+    printer: Printer,
+    paths: Option<&'static [&'static str]>,
+}
+
+impl RowPrinter {
+    pub fn new(group: &str, plural: &str) -> Self {
+        let paths: Option<&'static [&'static str]> = match (group, plural) {
+            ("", "pods") => Some(&POD_PATHS),
+            _ => None,
+        };
+        RowPrinter { printer: printer_for(group, plural), paths }
+    }
+
+    /// The dotted paths of an object the printer reads (through arrays: of every element) when they are
+    /// known and much less than the object, so a list may decode only those; `None` means the whole object.
+    pub fn paths(&self) -> Option<&'static [&'static str]> {
+        self.paths
+    }
+
+    /// A row's `cells` and, when the printer gives them, `conditions` (the caller adds `object`).
+    pub fn row(&self, object: &Value, now: Timestamp) -> Map<String, Value> {
+        let row = (self.printer.row)(object, now);
+        let mut out = Map::new();
+        out.insert("cells".into(), Value::Array(row.cells));
+        if let Some(conditions) = row.conditions {
+            out.insert("conditions".into(), conditions);
+        }
+        out
+    }
+}
+
+/// What [`print_pod`] reads (keep in step with it; `stored::tests` checks rows from these against rows
+/// from whole pods).
+const POD_PATHS: [&str; 9] = [
+    "metadata.name",
+    "metadata.creationTimestamp",
+    "metadata.deletionTimestamp",
+    "spec.initContainers.name",
+    "spec.initContainers.restartPolicy",
+    "spec.containers.name",
+    "spec.readinessGates",
+    "spec.nodeName",
+    "status",
+];
 
 /// The `object` of a row under `includeObject=Metadata`.
 fn partial_object_metadata(object: &Value) -> Value {
@@ -1423,8 +1466,15 @@ mod tests {
         "2026-01-01T12:00:00Z".parse().unwrap()
     }
 
-    /// The cells of the single row of a one-object table.
+    /// The cells of the single row of a one-object table. A printer with [`RowPrinter::paths`] must give
+    /// the same row from only those paths.
     fn cells(group: &str, plural: &str, object: Value) -> Vec<Value> {
+        let printer = RowPrinter::new(group, plural);
+        if let Some(paths) = printer.paths() {
+            let bytes = serde_json::to_vec(&object).unwrap();
+            let narrow = crate::api::stored::Sparse::from_paths(paths.iter().copied()).decode(&bytes).unwrap();
+            assert_eq!(printer.row(&narrow, now()), printer.row(&object, now()), "{narrow}");
+        }
         let table = to_table_at(group, plural, &[object], json!({}), IncludeObject::None, now());
         table["rows"][0]["cells"].as_array().unwrap().clone()
     }

@@ -156,7 +156,7 @@ pub fn desired_taints(current: &[Taint], health: Health, now: jiff::Timestamp) -
                     key: key.to_string(),
                     effect: effect.to_string(),
                     value: None,
-                    time_added: (effect == "NoExecute").then(|| Time(now)),
+                    time_added: (effect == "NoExecute").then_some(Time(now)),
                 });
             }
         }

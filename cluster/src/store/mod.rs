@@ -15,6 +15,7 @@
 mod etcd;
 mod hub;
 mod sqlite;
+pub mod timing;
 
 #[cfg(feature = "etcd")]
 pub use etcd::EtcdStore;

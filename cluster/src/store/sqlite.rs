@@ -18,16 +18,23 @@
 //! the commit the thread publishes the batch's events, in revision order, to the event sink (the watch
 //! fan-out), and only then answers the callers. Reads use a small pool of separate connections: WAL lets them
 //! run while the writer commits, and they see only committed writes.
+//!
+//! Latency: the writer thread does nothing but commits. SQLite's automatic checkpoint (which would copy the
+//! WAL into the database and fsync it inside whichever COMMIT crossed 1,000 WAL pages, stalling a whole
+//! batch of callers) is off; a checkpointer thread with its own connection runs PASSIVE checkpoints
+//! instead, which never block the writer or readers. A passive checkpoint cannot restart the WAL while
+//! commits keep arriving, so once the WAL file passes [`WAL_RESTART_BYTES`] the writer finishes the (by then
+//! small) rest of the checkpoint itself, and its next transaction starts the WAL over.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params};
 
-use super::{Event, EventKind, EventSink, KeyValue, Result, Revision, Store, StoreError};
+use super::{Event, EventKind, EventSink, KeyValue, Result, Revision, Store, StoreError, timing};
 
 /// Schema. `created`, `prev_revision` and `old_value` let a row describe its own event (kind and previous
 /// state) so watches still work after the previous row has been compacted away.
@@ -67,6 +74,17 @@ const MAX_IDLE_READERS: usize = 8;
 /// writes between compactions does not leave a large WAL behind.
 const JOURNAL_SIZE_LIMIT: i64 = 4 * 1024 * 1024;
 
+/// The background checkpointer runs a passive checkpoint at most this often while writes arrive: often
+/// enough that the WAL stays small, rarely enough that its fsyncs do not crowd the writer's.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
+
+/// WAL file size past which the writer completes a checkpoint itself, so the next transaction can start the
+/// WAL over: a passive checkpoint alone never catches up with a steady stream of commits. The background
+/// checkpointer has usually copied all but the newest pages by then, so this costs little. A WAL that was
+/// started over is cut back to [`JOURNAL_SIZE_LIMIT`] at the next commit, so the file size (one `stat`)
+/// tells whether the WAL has been growing since.
+const WAL_RESTART_BYTES: u64 = 2 * JOURNAL_SIZE_LIMIT as u64;
+
 /// A [`Store`] on one SQLite file.
 pub struct SqliteStore {
     path: PathBuf,
@@ -95,6 +113,7 @@ enum Op {
 struct Job {
     op: Op,
     reply: mpsc::SyncSender<Result<Revision>>,
+    queued: Instant,
 }
 
 /// One row of the log table.
@@ -178,9 +197,10 @@ impl SqliteStore {
     pub fn open_with_batch_limit(path: impl AsRef<Path>, max_batch: usize) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         let conn = open_writer(&path)?;
+        let checkpointer = Checkpointer::start(&path)?;
         let sink: Arc<Mutex<Option<EventSink>>> = Arc::new(Mutex::new(None));
         let (tx, rx) = mpsc::channel::<Job>();
-        let writer = Writer { conn, path: path.clone(), sink: sink.clone(), max_batch: max_batch.max(1) };
+        let writer = Writer { conn, path: path.clone(), sink: sink.clone(), max_batch: max_batch.max(1), checkpointer };
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || writer.run(rx))
@@ -198,8 +218,11 @@ impl SqliteStore {
     fn write(&self, op: Op) -> Result<Revision> {
         let (reply, result) = mpsc::sync_channel(1);
         let gone = || StoreError::Backend(format!("{}: the store's writer thread has stopped", self.path.display()));
-        self.writer.as_ref().ok_or_else(gone)?.send(Job { op, reply }).map_err(|_| gone())?;
-        result.recv().map_err(|_| gone())?
+        let queued = Instant::now();
+        self.writer.as_ref().ok_or_else(gone)?.send(Job { op, reply, queued }).map_err(|_| gone())?;
+        let r = result.recv().map_err(|_| gone())?;
+        timing::record("write_caller", queued.elapsed());
+        r
     }
 
     /// Runs `f` on an idle read connection (opening one if none is idle).
@@ -259,8 +282,69 @@ fn open_writer(path: &Path) -> Result<Connection> {
     // default, may lose the last commits).
     conn.pragma_update(None, "synchronous", "FULL").map_err(fail)?;
     conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT).map_err(fail)?;
+    // No checkpoint inside a commit: the checkpointer thread does them (see the module doc).
+    conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(fail)?;
     conn.execute_batch(SCHEMA).map_err(fail)?;
     Ok(conn)
+}
+
+/// Runs `PRAGMA wal_checkpoint(PASSIVE)` and returns the WAL's size in pages (-1 if the database is not
+/// in WAL mode). A passive checkpoint copies what it can without waiting for any lock, so it never stalls
+/// the writer or a reader; a busy result only means it copied less.
+fn passive_checkpoint(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get(1))
+}
+
+/// The background checkpointer: a thread with its own connection, woken after commits.
+struct Checkpointer {
+    /// Wakes the thread; a full channel means a wake-up is already pending.
+    nudge: Option<mpsc::SyncSender<()>>,
+    thread: Option<JoinHandle<()>>,
+    /// The WAL file (`<database>-wal`).
+    wal_path: PathBuf,
+}
+
+impl Checkpointer {
+    fn start(path: &Path) -> Result<Self> {
+        let conn = Connection::open(path).map_err(|err| backend_error(path, err))?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(|err| backend_error(path, err))?;
+        let mut wal_path = path.as_os_str().to_owned();
+        wal_path.push("-wal");
+        let (nudge, wakes) = mpsc::sync_channel::<()>(1);
+        let path_buf = path.to_path_buf();
+        let thread = std::thread::Builder::new()
+            .name("store-checkpoint".into())
+            .spawn(move || {
+                while wakes.recv().is_ok() {
+                    // Let commits accumulate: one checkpoint covers everything written meanwhile.
+                    std::thread::sleep(CHECKPOINT_INTERVAL);
+                    while wakes.try_recv().is_ok() {}
+                    let t = Instant::now();
+                    if let Err(err) = passive_checkpoint(&conn) {
+                        tracing::warn!(path = %path_buf.display(), error = %err, "WAL checkpoint failed");
+                    }
+                    timing::record("bg_checkpoint", t.elapsed());
+                }
+            })
+            .map_err(|err| StoreError::Backend(format!("starting the store's checkpoint thread: {err}")))?;
+        Ok(Self { nudge: Some(nudge), thread: Some(thread), wal_path: wal_path.into() })
+    }
+
+    /// Tells the thread the WAL has grown.
+    fn nudge(&self) {
+        if let Some(nudge) = &self.nudge {
+            let _ = nudge.try_send(());
+        }
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.nudge = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 fn open_reader(path: &Path) -> Result<Connection> {
@@ -277,6 +361,7 @@ struct Writer {
     path: PathBuf,
     sink: Arc<Mutex<Option<EventSink>>>,
     max_batch: usize,
+    checkpointer: Checkpointer,
 }
 
 impl Writer {
@@ -287,13 +372,19 @@ impl Writer {
         loop {
             let first = match held.take() {
                 Some(job) => job,
-                None => match queue.recv() {
+                None => match queue.recv_timeout(Duration::from_secs(1)) {
                     Ok(job) => job,
-                    Err(_) => return,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        timing::maybe_dump();
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
                 },
             };
             if let Op::Compact { keep_last } = first.op {
+                let t = Instant::now();
                 let _ = first.reply.send(self.compact(keep_last));
+                timing::record("compact", t.elapsed());
                 continue;
             }
             let mut batch = vec![first];
@@ -308,13 +399,21 @@ impl Writer {
                 }
             }
             self.commit_batch(batch);
+            timing::maybe_dump();
         }
     }
 
     /// Applies `batch` in one transaction, publishes its events, then answers every caller.
     fn commit_batch(&mut self, batch: Vec<Job>) {
+        let started = Instant::now();
+        for job in &batch {
+            timing::record("queue_wait", started - job.queued);
+        }
+        timing::record("batch_size", Duration::from_millis(batch.len() as u64));
         let mut results: Vec<Result<(Revision, Event)>> = Vec::with_capacity(batch.len());
         let outcome = self.apply_batch(&batch, &mut results);
+        self.checkpointer.nudge();
+        let published = Instant::now();
         let replies: Vec<Result<Revision>> = match outcome {
             Ok(()) => {
                 let events: Vec<Event> =
@@ -325,6 +424,7 @@ impl Writer {
                         sink(events);
                     }
                 }
+                timing::record("publish", published.elapsed());
                 results.into_iter().map(|r| r.map(|(rev, _)| rev)).collect()
             }
             // Nothing of the batch was committed: every write in it fails with the reason, except those that
@@ -344,6 +444,18 @@ impl Writer {
         for (job, reply) in batch.into_iter().zip(replies) {
             // A caller that gave up waiting is fine: its write is committed (or not) either way.
             let _ = job.reply.send(reply);
+            timing::record("writer_total", job.queued.elapsed());
+        }
+        timing::record("batch_total", started.elapsed());
+        // After the replies, so the callers of this batch do not wait for it.
+        // The next transaction then starts the WAL over (unless a reader still holds it; then the file
+        // stays large and this repeats after the next batch).
+        if std::fs::metadata(&self.checkpointer.wal_path).is_ok_and(|m| m.len() > WAL_RESTART_BYTES) {
+            let t = Instant::now();
+            if let Err(err) = passive_checkpoint(&self.conn) {
+                tracing::warn!(path = %self.path.display(), error = %err, "WAL checkpoint failed");
+            }
+            timing::record("writer_checkpoint", t.elapsed());
         }
     }
 
@@ -351,7 +463,10 @@ impl Writer {
     fn apply_batch(&mut self, batch: &[Job], results: &mut Vec<Result<(Revision, Event)>>) -> Result<()> {
         let path = self.path.clone();
         let conn = &self.conn;
+        let t = Instant::now();
         conn.execute_batch("BEGIN IMMEDIATE").map_err(|err| backend_error(&path, err))?;
+        timing::record("begin", t.elapsed());
+        let t = Instant::now();
         for job in batch {
             conn.execute_batch("SAVEPOINT op").map_err(|err| backend_error(&path, err))?;
             match apply(conn, &job.op) {
@@ -372,7 +487,11 @@ impl Writer {
                 }
             }
         }
-        if let Err(err) = conn.execute_batch("COMMIT") {
+        timing::record("exec", t.elapsed());
+        let t = Instant::now();
+        let committed = conn.execute_batch("COMMIT");
+        timing::record("commit", t.elapsed());
+        if let Err(err) = committed {
             if !conn.is_autocommit() {
                 let _ = conn.execute_batch("ROLLBACK");
             }
