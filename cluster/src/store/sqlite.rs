@@ -692,12 +692,15 @@ impl Store for SqliteStore {
             // SQLite treats a negative LIMIT as "no limit".
             let limit = limit.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
             let (lower, upper) = prefix_range(prefix);
+            // Walk the keys in order and seek each one's newest row at the revision: the LIMIT then stops
+            // the walk. (A `GROUP BY name` subquery computed every key's newest row before the limit
+            // applied, so a page of 500 cost about as much as the whole list.)
             let sql = format!(
-                "SELECT {ROW_COLUMNS} FROM kine WHERE id IN (
-                     SELECT MAX(id) FROM kine
-                     WHERE name >= ?1 AND name < CAST(?2 AS TEXT) AND (?3 IS NULL OR name > ?3) AND id <= ?4
-                     GROUP BY name)
-                 AND deleted = 0 ORDER BY name LIMIT ?5"
+                "SELECT {ROW_COLUMNS} FROM kine AS k
+                 WHERE name >= ?1 AND name < CAST(?2 AS TEXT) AND (?3 IS NULL OR name > ?3)
+                   AND id = (SELECT MAX(id) FROM kine AS newest WHERE newest.name = k.name AND newest.id <= ?4)
+                   AND deleted = 0
+                 ORDER BY name LIMIT ?5"
             );
             let kvs = {
                 let mut stmt = tx.prepare_cached(&sql)?;
