@@ -111,24 +111,30 @@ pub async fn observe(ctx: &Ctx, uid: &str) -> Result<Vec<Observed>, bollard::err
     Ok(out)
 }
 
+/// This node's containers of `namespace/pod` that also carry `label` (`key=value`); stopped ones too when
+/// `all`.
+async fn pod_containers(
+    ctx: &Ctx,
+    namespace: &str,
+    pod: &str,
+    label: String,
+    all: bool,
+) -> Option<Vec<bollard::models::ContainerSummary>> {
+    let labels = vec![
+        format!("{LABEL_NODE}={}", ctx.config.node_name),
+        format!("{LABEL_NAMESPACE}={namespace}"),
+        format!("{LABEL_POD}={pod}"),
+        label,
+    ];
+    let filters = HashMap::from([("label".to_string(), labels)]);
+    let options = ListContainersOptions { all, filters: Some(filters), ..Default::default() };
+    ctx.docker.list_containers(Some(options)).await.ok()
+}
+
 /// Finds the container of `namespace/pod/container` on this node: the newest attempt, or the one before it
 /// when `previous`.
 pub async fn find_container(ctx: &Ctx, namespace: &str, pod: &str, container: &str, previous: bool) -> Option<String> {
-    let mut filters = HashMap::new();
-    filters.insert(
-        "label".to_string(),
-        vec![
-            format!("{LABEL_NODE}={}", ctx.config.node_name),
-            format!("{LABEL_NAMESPACE}={namespace}"),
-            format!("{LABEL_POD}={pod}"),
-            format!("{LABEL_CONTAINER}={container}"),
-        ],
-    );
-    let list = ctx
-        .docker
-        .list_containers(Some(ListContainersOptions { all: true, filters: Some(filters), ..Default::default() }))
-        .await
-        .ok()?;
+    let list = pod_containers(ctx, namespace, pod, format!("{LABEL_CONTAINER}={container}"), true).await?;
     let mut found: Vec<(i32, String)> = list
         .into_iter()
         .filter(|s| s.labels.as_ref().and_then(|l| l.get(LABEL_KIND)).is_some_and(|k| k != KIND_PAUSE))
@@ -142,23 +148,9 @@ pub async fn find_container(ctx: &Ctx, namespace: &str, pod: &str, container: &s
     Some(found[idx].1.clone())
 }
 
-/// The pid of the pod's sandbox (pause) process on this node, whose network namespace is the pod's.
+/// The pid of the pod's running sandbox (pause) process on this node, whose network namespace is the pod's.
 pub async fn sandbox_pid(ctx: &Ctx, namespace: &str, pod: &str) -> Option<i64> {
-    let mut filters = HashMap::new();
-    filters.insert(
-        "label".to_string(),
-        vec![
-            format!("{LABEL_NODE}={}", ctx.config.node_name),
-            format!("{LABEL_NAMESPACE}={namespace}"),
-            format!("{LABEL_POD}={pod}"),
-            format!("{LABEL_KIND}={KIND_PAUSE}"),
-        ],
-    );
-    let list = ctx
-        .docker
-        .list_containers(Some(ListContainersOptions { all: false, filters: Some(filters), ..Default::default() }))
-        .await
-        .ok()?;
+    let list = pod_containers(ctx, namespace, pod, format!("{LABEL_KIND}={KIND_PAUSE}"), false).await?;
     let id = list.into_iter().find_map(|s| s.id)?;
     let info = ctx.docker.inspect_container(&id, None).await.ok()?;
     info.state.and_then(|s| s.pid).filter(|p| *p > 0)
