@@ -43,6 +43,8 @@ pub enum Command {
     Server(crate::commands::server::ServerArgs),
     /// Join a cluster as a node: run a node agent against `--server`, trusting it through `--token`.
     Agent(crate::commands::agent::AgentArgs),
+    /// Several nodes on this machine (network namespaces, each with its own dockerd): `dev-cluster up --nodes 3`.
+    DevCluster(crate::commands::dev_cluster::DevClusterArgs),
 }
 
 #[derive(Debug, Args)]

@@ -7,6 +7,7 @@
 mod args;
 mod cluster;
 mod commands;
+mod dev_cluster;
 mod logs;
 mod progress;
 mod project;
@@ -33,6 +34,7 @@ fn main() -> ExitCode {
         args::Command::Kubeconfig(a) => commands::kubeconfig::run(&a),
         args::Command::Server(a) => commands::server::run(&a),
         args::Command::Agent(a) => commands::agent::run(&a),
+        args::Command::DevCluster(a) => commands::dev_cluster::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

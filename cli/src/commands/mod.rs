@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod config;
 pub mod convert;
+pub mod dev_cluster;
 pub mod down;
 pub mod exec;
 pub mod explain;

@@ -101,6 +101,8 @@ pub fn run(args: &ServerArgs) -> Result<(), Failure> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: `up` and `dev-cluster` send this output to log files.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
     // Before the runtime's threads exist, so every thread's malloc arena follows the tuned limits.
     cluster::server::tune_allocator();

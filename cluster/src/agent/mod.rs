@@ -17,6 +17,7 @@ mod pause;
 mod pod;
 mod portforward;
 mod probes;
+mod routes;
 pub mod services;
 mod volumes;
 
@@ -128,6 +129,7 @@ impl Drop for NetworkGuard {
             network::remove_docker_user_blocking(self.cidr);
         }
         network::remove_masquerade_blocking();
+        routes::remove_all_blocking();
     }
 }
 
@@ -209,6 +211,7 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> Result<(), Box<dy
     }
     tracing::info!(node = %config.node_name, pod_cidr = %cidr, bridge = %config.bridge_name, "agent ready");
     let _abort_claims = AbortOnDrop(tokio::spawn(claims::run(ctx.clone())));
+    let _abort_routes = AbortOnDrop(tokio::spawn(routes::run(client.clone(), config.node_name.clone())));
     manager::run(ctx).await;
     drop(guard);
     Ok(())
