@@ -138,12 +138,15 @@ mod tests {
 
     #[test]
     fn every_other_node_with_a_cidr_and_an_address() {
-        let nodes = vec![
+        let nodes: Vec<std::sync::Arc<Node>> = [
             node("a", Some("10.42.1.0/24"), "172.30.0.11"),
             node("b", Some("10.42.2.0/24"), "172.30.0.12"),
             node("c", None, "172.30.0.13"),
             node("d", Some("10.42.4.0/24"), "not-an-ip"),
-        ];
+        ]
+        .into_iter()
+        .map(std::sync::Arc::new)
+        .collect();
         let want = desired(&nodes, "a");
         assert_eq!(want.len(), 1);
         assert_eq!(want["10.42.2.0/24"], Ipv4Addr::new(172, 30, 0, 12));
