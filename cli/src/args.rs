@@ -45,6 +45,8 @@ pub enum Command {
     Agent(crate::commands::agent::AgentArgs),
     /// Several nodes on this machine (network namespaces, each with its own dockerd): `dev-cluster up --nodes 3`.
     DevCluster(crate::commands::dev_cluster::DevClusterArgs),
+    /// Images for a cluster without a registry: `image load -i FILE` (a `docker save` archive), `image ls`.
+    Image(crate::commands::image::ImageArgs),
 }
 
 #[derive(Debug, Args)]

@@ -35,6 +35,7 @@ fn main() -> ExitCode {
         args::Command::Server(a) => commands::server::run(&a),
         args::Command::Agent(a) => commands::agent::run(&a),
         args::Command::DevCluster(a) => commands::dev_cluster::run(&a),
+        args::Command::Image(a) => commands::image::run(&a, kubeconfig),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -25,6 +25,7 @@ fn is_final(step: &Step) -> bool {
     matches!(
         step,
         Step::Built
+            | Step::Shipped
             | Step::Healthy
             | Step::Completed
             | Step::Stopped

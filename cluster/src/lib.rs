@@ -9,6 +9,7 @@ pub mod agent;
 pub mod api;
 pub mod controllers;
 pub mod dns;
+pub mod images;
 pub mod join;
 pub mod leader;
 pub mod pki;

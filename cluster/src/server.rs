@@ -261,9 +261,15 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
     let store = Arc::new(WatchedStore::new(store));
     let kubelet_tls =
         api::tls::client_config(&ca.cert_pem, &creds.kubelet_client.cert_pem, &creds.kubelet_client.key_pem)?;
+    let images_dir = data_dir.join("images");
+    let images = Arc::new(
+        crate::images::ImageStore::open(&images_dir)
+            .map_err(|e| ServerError::Io { path: images_dir.clone(), source: std::io::Error::other(e.to_string()) })?,
+    );
     let state = Arc::new(
-        AppState::new(store.clone(), ca.cert_pem.clone(), creds.token_secret.clone(), kubelet_tls)
-            .with_node_ca(ca.clone()),
+        AppState::new(store.clone(), ca.cert_pem.clone(), creds.token_secret.clone(), kubelet_tls.clone())
+            .with_node_ca(ca.clone())
+            .with_images(images.clone()),
     );
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -325,6 +331,8 @@ pub async fn run(config: ServerConfig) -> Result<(), ServerError> {
         (leader::CONTROLLERS_LEASE, elected(Arc::new(move |c| Box::pin(crate::controllers::run(c, node_timing))))),
         (leader::SCHEDULER_LEASE, elected(Arc::new(|c| Box::pin(crate::scheduler::run(c))))),
     ];
+    // The image feed is not elected: each server feeds what was uploaded to it (see `images`).
+    tokio::spawn(crate::images::feed::run(client.clone(), images, kubelet_tls));
     let identity = leader::identity(&node_name);
     let elections = elections.map(|(lease, work)| {
         let election = Election::new(lease, &identity, config.leader_timing);

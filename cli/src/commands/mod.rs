@@ -7,6 +7,7 @@ pub mod dev_cluster;
 pub mod down;
 pub mod exec;
 pub mod explain;
+pub mod image;
 pub mod kubeconfig;
 pub mod logs;
 pub mod ps;

@@ -66,6 +66,8 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         .route("/containerLogs/{namespace}/{pod}/{container}", get(container_logs))
         .route("/exec/{namespace}/{pod}/{container}", get(exec).post(exec))
         .route("/portForward/{namespace}/{pod}", get(port_forward).post(port_forward))
+        .route("/images/present", get(super::images::present))
+        .route("/images/load", axum::routing::post(super::images::load))
         .with_state(ctx)
 }
 

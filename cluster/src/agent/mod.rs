@@ -8,6 +8,7 @@ use std::time::Duration;
 mod claims;
 mod env;
 mod expand;
+mod images;
 mod ipam;
 mod kubelet;
 mod manager;
@@ -86,6 +87,8 @@ pub(crate) struct Ctx {
     pub ipam: std::sync::Mutex<ipam::Ipam>,
     /// `<data-dir>/agent`
     pub agent_dir: PathBuf,
+    /// Bumped after every image load from the server: pods waiting on an image retry at once.
+    pub images_loaded: tokio::sync::watch::Sender<u64>,
 }
 
 /// Why the agent could not start.
@@ -140,8 +143,10 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> Result<(), Box<dy
     let docker = docker.negotiate_version().await.map_err(|e| AgentError::Docker { hint: hint.clone(), source: e })?;
     let version = docker.version().await.map_err(|e| AgentError::Docker { hint, source: e })?;
     let docker_version = version.version.unwrap_or_default();
+    let info = docker.info().await.map_err(|e| AgentError::Docker { hint: String::new(), source: e })?;
+    let engine_id = crate::project::images::engine_identity(&info);
 
-    let node_uid = node::register(&client, &config, &docker_version)
+    let node_uid = node::register(&client, &config, &docker_version, &engine_id)
         .await
         .map_err(|e| AgentError::Register { node: config.node_name.clone(), source: e })?;
     let heartbeat = {
@@ -187,6 +192,7 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> Result<(), Box<dy
         cidr,
         ipam: std::sync::Mutex::new(ipam),
         agent_dir,
+        images_loaded: tokio::sync::watch::Sender::new(0),
     });
 
     let kubelet = kubelet::serve(ctx.clone()).await.map_err(|e| AgentError::Kubelet(e.to_string()))?;

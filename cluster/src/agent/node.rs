@@ -102,6 +102,7 @@ pub async fn register(
     client: &kube::Client,
     config: &AgentConfig,
     docker_version: &str,
+    docker_engine_id: &str,
 ) -> Result<String, kube::Error> {
     let nodes: Api<Node> = Api::all(client.clone());
     let arch = match std::env::consts::ARCH {
@@ -130,6 +131,11 @@ pub async fn register(
         Err(kube::Error::Api(e)) if e.code == 409 => {}
         Err(e) => return Err(e),
     }
+    // Which Docker Engine runs this node's pods: `flotilla up` sends images to the cluster only when some
+    // node's engine is not the one that built them.
+    let annotation =
+        json!({"metadata": {"annotations": {crate::project::images::DOCKER_ID_ANNOTATION: docker_engine_id}}});
+    nodes.patch(&config.node_name, &PatchParams::default(), &Patch::Merge(&annotation)).await?;
     update_status(client, config, docker_version).await?;
     let node = nodes.get(&config.node_name).await?;
     Ok(node.metadata.uid.unwrap_or_default())

@@ -219,6 +219,7 @@ pub async fn run_worker(ctx: Arc<Ctx>, mut rx: watch::Receiver<Option<Arc<Pod>>>
         last_status: None,
         terminal: false,
     };
+    let mut images = worker.ctx.images_loaded.subscribe();
     loop {
         let current = rx.borrow_and_update().clone();
         match current {
@@ -269,6 +270,7 @@ pub async fn run_worker(ctx: Arc<Ctx>, mut rx: watch::Receiver<Option<Arc<Pod>>>
         }
         tokio::select! {
             changed = rx.changed() => if changed.is_err() { return },
+            _ = images.changed() => worker.retry_image_waits(),
             _ = tokio::time::sleep(SYNC_PERIOD) => {}
         }
     }
@@ -277,6 +279,20 @@ pub async fn run_worker(ctx: Arc<Ctx>, mut rx: watch::Receiver<Option<Arc<Pod>>>
 type SyncError = Box<dyn std::error::Error + Send + Sync>;
 
 impl PodWorker {
+    /// An image arrived on the node: containers that were waiting for one start at the next sync, not
+    /// after their back-off.
+    fn retry_image_waits(&mut self) {
+        for st in self.ctrs.values_mut() {
+            if st
+                .waiting
+                .as_ref()
+                .is_some_and(|(reason, _)| reason.starts_with("ErrImage") || reason == "ImagePullBackOff")
+            {
+                st.next_start = None;
+            }
+        }
+    }
+
     fn host_network(pod: &Pod) -> bool {
         pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false)
     }
@@ -532,7 +548,24 @@ impl PodWorker {
             "Never" => Ok(()),
             "IfNotPresent" if present => Ok(()),
             _ => {
-                let pulled = self.pull(&image).await;
+                // Without a registry a pull may hang (the name does not resolve); the image may meanwhile
+                // arrive from the server's image feed, which ends the wait.
+                let mut loads = self.ctx.images_loaded.subscribe();
+                // A load that finished just before subscribing counts too: look once at the start.
+                loads.mark_changed();
+                let docker = &self.ctx.docker;
+                let arrived = async {
+                    while loads.changed().await.is_ok() {
+                        if docker.inspect_image(&image).await.is_ok() {
+                            return;
+                        }
+                    }
+                    std::future::pending::<()>().await
+                };
+                let pulled = tokio::select! {
+                    pulled = self.pull(&image) => pulled,
+                    () = arrived => Ok(()),
+                };
                 match pulled {
                     Ok(()) => Ok(()),
                     // `Always` with no registry reachable: a locally built image is still the image asked

@@ -12,6 +12,7 @@ pub mod authz;
 pub mod defaults;
 pub mod errors;
 mod handlers;
+mod images;
 pub mod join;
 pub mod openapi;
 pub mod protobuf;
@@ -57,6 +58,8 @@ pub struct AppState {
     /// The cluster CA with its key, to issue joining agents their node certificates ([`join`]); `None`
     /// in a server that cannot sign.
     pub node_ca: Option<Arc<crate::pki::ClusterCa>>,
+    /// The image archives this server feeds to agents (`/v1-flotilla/images`); `None`: not served.
+    pub images: Option<Arc<crate::images::ImageStore>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -72,7 +75,21 @@ impl AppState {
         token_secret: String,
         kubelet_tls: Arc<rustls::ClientConfig>,
     ) -> Self {
-        Self { store, ca_pem, token_secret, kubelet_tls, alloc_lock: tokio::sync::Mutex::new(()), node_ca: None }
+        Self {
+            store,
+            ca_pem,
+            token_secret,
+            kubelet_tls,
+            alloc_lock: tokio::sync::Mutex::new(()),
+            node_ca: None,
+            images: None,
+        }
+    }
+
+    /// Lets this server take image uploads and feed them to agents.
+    pub fn with_images(mut self, images: Arc<crate::images::ImageStore>) -> Self {
+        self.images = Some(images);
+        self
     }
 
     /// Lets this server issue node credentials to joining agents.
@@ -103,6 +120,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/version", get(handlers::version))
         .route("/cacerts", get(handlers::cacerts))
         .route("/v1-flotilla/node-credentials", axum::routing::post(join::node_credentials))
+        .route("/v1-flotilla/images", get(images::list).post(images::upload))
         .route("/api", get(handlers::discovery::api_versions))
         .route("/apis", get(handlers::discovery::api_groups))
         .route("/apis/authentication.k8s.io", get(auth::authentication_group))

@@ -164,7 +164,7 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    fn authority(&self) -> String {
+    pub(crate) fn authority(&self) -> String {
         match self.host.parse::<IpAddr>() {
             Ok(IpAddr::V6(ip)) => format!("[{ip}]:{}", self.port),
             _ => format!("{}:{}", self.host, self.port),
@@ -270,7 +270,7 @@ fn validate_log_options(pod: &str, query: &str) -> Result<(), ApiError> {
 
 /// Dials the agent: TCP, then TLS verified against the cluster CA with the kubelet-client certificate.
 /// HTTP/1.1 only, because upgrades (exec) exist only there.
-async fn connect(
+pub(crate) async fn connect(
     tls: &Arc<rustls::ClientConfig>,
     endpoint: &Endpoint,
 ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, ApiError> {

@@ -174,6 +174,85 @@ fn ignored(patterns: &[String], rel: &str) -> bool {
     })
 }
 
+/// The annotation in which an agent publishes its Docker Engine's ID: nodes whose engine is this
+/// machine's already have every image `up` checked or built here.
+pub const DOCKER_ID_ANNOTATION: &str = "flotilla.dev/docker-engine-id";
+
+/// What tells two engines apart: the engine ID alone does not (engines sharing `/etc/docker` share it),
+/// with its data root it does.
+pub fn engine_identity(info: &bollard::models::SystemInfo) -> String {
+    format!("{} {}", info.id.as_deref().unwrap_or_default(), info.docker_root_dir.as_deref().unwrap_or_default())
+}
+
+/// Sends the project's images to the server (`/v1-flotilla/images`) when some node runs on another
+/// Docker Engine than this machine's; the server feeds each image to the nodes whose pods need it.
+/// Images the server already has (same ID) are not sent again.
+pub async fn ship(
+    client: &kube::Client,
+    docker: &Docker,
+    project: &ProjectSpec,
+    progress: &dyn super::Progress,
+) -> Result<()> {
+    use k8s_openapi::api::core::v1::Node;
+    let info =
+        docker.info().await.map_err(|source| Error::Docker { what: "reading the engine's ID".into(), source })?;
+    let local = engine_identity(&info);
+    let nodes = kube::Api::<Node>::all(client.clone())
+        .list(&Default::default())
+        .await
+        .map_err(super::api_err("listing nodes"))?;
+    let elsewhere = nodes.items.iter().any(|n| {
+        n.metadata.annotations.as_ref().and_then(|a| a.get(DOCKER_ID_ANNOTATION)).is_none_or(|id| *id != local)
+    });
+    if !elsewhere {
+        return Ok(());
+    }
+    let stored = list_stored(client).await?;
+    let mut images: Vec<String> = images_by_service(project).into_values().flatten().collect();
+    images.sort();
+    images.dedup();
+    for image in images {
+        let id = docker
+            .inspect_image(&image)
+            .await
+            .map_err(|source| Error::Docker { what: format!("inspecting image {image}"), source })?
+            .id
+            .unwrap_or_default();
+        if stored.iter().any(|s| s.id == id && s.tags.iter().any(|t| *t == crate::images::normalize(&image))) {
+            continue;
+        }
+        let what = format!("Image {image}");
+        progress.step(&what, super::Step::Shipping);
+        let mut archive = Vec::new();
+        let mut stream = std::pin::pin!(docker.export_image(&image));
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|source| Error::Docker { what: format!("saving image {image}"), source })?;
+            archive.extend_from_slice(&chunk);
+        }
+        upload(client, archive).await?;
+        progress.step(&what, super::Step::Shipped);
+    }
+    Ok(())
+}
+
+/// What the server's image store holds.
+pub async fn list_stored(client: &kube::Client) -> Result<Vec<crate::images::StoredImage>> {
+    let request = http::Request::get("/v1-flotilla/images").body(Vec::new()).expect("a valid request");
+    let answer: serde_json::Value =
+        client.request(request).await.map_err(super::api_err("listing the server's images"))?;
+    Ok(serde_json::from_value(answer["images"].clone()).unwrap_or_default())
+}
+
+/// Uploads a `docker save` archive to the server; returns the images it held.
+pub async fn upload(client: &kube::Client, archive: Vec<u8>) -> Result<Vec<crate::images::StoredImage>> {
+    let request = http::Request::post("/v1-flotilla/images")
+        .header("content-type", "application/x-tar")
+        .body(archive)
+        .expect("a valid request");
+    let answer: serde_json::Value = client.request(request).await.map_err(super::api_err("an image upload"))?;
+    Ok(serde_json::from_value(answer["images"].clone()).unwrap_or_default())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -105,6 +105,9 @@ pub struct BuildSpec {
 pub enum Step {
     Building,
     Built,
+    /// Sent to the server, which feeds it to the nodes that need it (no registry).
+    Shipping,
+    Shipped,
     Created,
     Updated,
     Unchanged,
@@ -123,6 +126,8 @@ impl std::fmt::Display for Step {
         match self {
             Step::Building => f.write_str("Building"),
             Step::Built => f.write_str("Built"),
+            Step::Shipping => f.write_str("Sending to the cluster"),
+            Step::Shipped => f.write_str("Sent to the cluster"),
             Step::Created => f.write_str("Created"),
             Step::Updated => f.write_str("Recreated"),
             Step::Unchanged => f.write_str("Running"),

@@ -50,6 +50,7 @@ pub async fn up(client: &Client, project: &ProjectSpec, options: &UpOptions, pro
         images::build(&docker, spec).await?;
         progress.step(&what, Step::Built);
     }
+    images::ship(client, &docker, project, progress).await?;
 
     // 2. Everything but the workloads, in dependency order of kinds.
     let ns = &project.namespace;
