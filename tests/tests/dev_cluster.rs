@@ -8,7 +8,8 @@
 //!    by service name; DNS answers the same on every node; pod and service addresses that exist nowhere
 //!    never take the default route.
 //! 4. `flotilla up` of a fixture app whose images were built on the host: its three replicas spread over
-//!    the three nodes, and its published port answers on every node's address.
+//!    the three nodes, and its published port answers on every node's address; `kubectl drain` moves a
+//!    node's replicas away through the Eviction API.
 //! 5. A pod that fits nowhere says why.
 //! 6. Killing a node (agent, containers, dockerd, network) gets its pods running elsewhere; the time it
 //!    took is printed (short `--node-monitor-grace-period` and `--pod-eviction-timeout` here; the
@@ -262,6 +263,18 @@ fn three_nodes_spread_connect_and_survive_a_node_loss() {
     for ip in &node_ips {
         apps::check_scaled(SocketAddr::new(ip.parse().expect("node ip"), port));
     }
+
+    // kubectl drain (cordon, then the Eviction API) moves a node's pods away; uncordon opens it again.
+    let drained = whoami.iter().map(|p| p.2.clone()).find(|n| *n != cluster.node(1)).expect("a replica off node 1");
+    cluster.kubectl_ok(&["drain", &drained, "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=120s"]);
+    let spec = cluster.kubectl_ok(&["get", "node", &drained, "-o", "jsonpath={.spec.unschedulable}"]);
+    assert_eq!(spec.trim(), "true", "drain cordons the node");
+    let whoami = eventually("whoami off the drained node", Duration::from_secs(60), || {
+        let now = pods(&cluster, &["-n", "app-scaled", "-l", "app.kubernetes.io/name=whoami"]);
+        let ok = now.len() == 3 && now.iter().all(|p| p.3 && p.2 != drained);
+        if ok { Ok(now) } else { Err(format!("{now:?}")) }
+    });
+    cluster.kubectl_ok(&["uncordon", &drained]);
 
     // 5. A pod that fits nowhere says why.
     let huge = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"huge"},"spec":{"containers":[{"name":"c","image":"flotilla-fixtures/busybox:1","resources":{"requests":{"cpu":"500"}}}]}}"#;

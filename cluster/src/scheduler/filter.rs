@@ -1,8 +1,10 @@
 //! The scheduler's decision, pure: filter nodes as kube-scheduler's default plugins do (NodeUnschedulable,
-//! TaintToleration with the not-ready taint, NodeAffinity for nodeSelector, NodePorts, NodeResourcesFit),
-//! score the survivors by least allocated, and word a failure the way kube-scheduler does
+//! TaintToleration with the not-ready taint, NodeAffinity, NodePorts, NodeResourcesFit, and the rules about
+//! other pods in `affinity.rs`), score the survivors by least allocated plus `affinity.rs`'s spreading and
+//! preferences, and word a failure the way kube-scheduler does
 //! ("0/1 nodes are available: 1 Insufficient memory.").
 
+use super::affinity::{self, Context, PodMeta};
 use std::collections::{BTreeMap, HashMap};
 
 use k8s_openapi::api::core::v1::{Node, Pod, Taint, Toleration};
@@ -148,11 +150,13 @@ fn nonzero(r: &Resources) -> (i128, i128) {
 pub struct PodUsage {
     pub requests: Resources,
     pub host_ports: Vec<HostPort>,
+    /// Namespace, labels and controller, for the rules about other pods.
+    pub meta: std::sync::Arc<PodMeta>,
 }
 
 impl PodUsage {
     pub fn of(pod: &Pod) -> Self {
-        Self { requests: pod_requests(pod), host_ports: host_ports(pod) }
+        Self { requests: pod_requests(pod), host_ports: host_ports(pod), meta: PodMeta::of(pod) }
     }
 }
 
@@ -167,6 +171,8 @@ pub struct NodeUsage {
     pub nonzero_memory: i128,
     /// Host ports in use, one entry per pod using it.
     pub host_ports: Vec<HostPort>,
+    /// Who the pods are (affinity, spread).
+    pub pods: Vec<std::sync::Arc<PodMeta>>,
 }
 
 impl NodeUsage {
@@ -187,6 +193,7 @@ impl NodeUsage {
         self.nonzero_cpu += cpu;
         self.nonzero_memory += mem;
         self.host_ports.extend(pod.host_ports.iter().cloned());
+        self.pods.push(pod.meta.clone());
     }
 
     pub fn remove(&mut self, pod: &PodUsage) {
@@ -200,6 +207,9 @@ impl NodeUsage {
             if let Some(i) = self.host_ports.iter().position(|p| p == port) {
                 self.host_ports.swap_remove(i);
             }
+        }
+        if let Some(i) = self.pods.iter().position(|p| *p == pod.meta) {
+            self.pods.swap_remove(i);
         }
     }
 
@@ -268,7 +278,7 @@ impl<'a> Candidate<'a> {
 }
 
 /// Why a node does not fit the pod: the reasons kube-scheduler prints (one plugin's, the first that fails).
-pub fn filter(pod: &Candidate<'_>, node: &NodeInfo, used: &NodeUsage) -> Vec<String> {
+pub fn filter(pod: &Candidate<'_>, ctx: &Context, node: &NodeInfo, used: &NodeUsage) -> Vec<String> {
     let tolerations = pod.tolerations();
     if node.unschedulable {
         let taint =
@@ -286,9 +296,11 @@ pub fn filter(pod: &Candidate<'_>, node: &NodeInfo, used: &NodeUsage) -> Vec<Str
             )];
         }
     }
-    let selector = pod.pod.spec.as_ref().and_then(|s| s.node_selector.as_ref());
-    if !selector.iter().copied().flatten().all(|(k, v)| node.labels.get(k) == Some(v)) {
+    if !affinity::node_matches(pod.pod, node) {
         return vec!["node(s) didn't match Pod's node affinity/selector".into()];
+    }
+    if let Some(reason) = ctx.filter(node) {
+        return vec![reason];
     }
     let wanted = &pod.usage.host_ports;
     if wanted.iter().any(|w| used.host_ports.iter().any(|u| ports_conflict(w, u))) {
@@ -348,13 +360,14 @@ pub fn schedule<'n>(
     let mut best: Option<(i64, &str)> = None;
     let mut found = 0;
     let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+    let ctx = Context::new(pod.pod, nodes, usage);
     let n = nodes.len();
     for i in 0..n {
         let node = &nodes[(start + i) % n];
         let here = usage.get(&node.name).unwrap_or(&EMPTY);
-        let failed = filter(pod, node, here);
+        let failed = filter(pod, &ctx, node, here);
         if failed.is_empty() {
-            let s = score(pod, node, here);
+            let s = score(pod, node, here) + ctx.score(pod.pod, node, here);
             // Highest score wins; ties go to the first name, so the choice is reproducible.
             if best.is_none_or(|(bs, bn)| s > bs || (s == bs && node.name.as_str() < bn)) {
                 best = Some((s, &node.name));

@@ -13,6 +13,7 @@
 //! and is retried when something that could make room changes (a node, a pod leaving a node, the pod
 //! itself) and every [`RETRY_PERIOD`].
 
+pub mod affinity;
 pub mod filter;
 
 use std::collections::{HashMap, HashSet};

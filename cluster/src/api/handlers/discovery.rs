@@ -82,6 +82,10 @@ pub fn resource_list(group: &str, version: &str) -> Result<Response, ApiError> {
         match (res.group, res.plural) {
             ("", "pods") => {
                 list.push(entry(res, "pods/binding".into(), "Binding", &["create"], false));
+                let mut eviction = entry(res, "pods/eviction".into(), "Eviction", &["create"], false);
+                eviction["group"] = json!("policy");
+                eviction["version"] = json!("v1");
+                list.push(eviction);
                 list.push(entry(res, "pods/log".into(), "Pod", &["get"], false));
                 list.push(entry(res, "pods/exec".into(), "PodExecOptions", &["create", "get"], false));
             }

@@ -135,6 +135,7 @@ async fn dispatch(state: Arc<AppState>, target: Target, req: Request) -> ApiResu
             objects::update(state, target, req).await
         }
         (true, Some("binding"), Method::POST) if target.res.kind == "Pod" => objects::bind(state, target, req).await,
+        (true, Some("eviction"), Method::POST) if target.res.kind == "Pod" => objects::evict(state, target, req).await,
         (true, Some("log"), Method::GET) if target.res.kind == "Pod" => Ok(pod_log(state, target, req).await),
         (true, Some("exec" | "attach"), Method::GET | Method::POST) if target.res.kind == "Pod" => {
             Ok(pod_exec(state, target, req).await)

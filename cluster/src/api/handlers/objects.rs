@@ -440,6 +440,34 @@ pub async fn delete(state: Arc<AppState>, target: Target, req: Request) -> ApiRe
     Ok(ok(&obj))
 }
 
+/// `POST pods/{name}/eviction` (`kubectl drain`): a graceful delete with the Eviction's `deleteOptions`,
+/// answered with kube-apiserver's 201 Success Status. PodDisruptionBudgets are not served here, so
+/// nothing can refuse an eviction (kube answers 429 when a budget would be broken).
+pub async fn evict(state: Arc<AppState>, target: Target, req: Request) -> ApiResult<Response> {
+    let (parts, body) = req.into_parts();
+    let eviction = read_body(Request::from_parts(parts.clone(), body)).await?;
+    let protobuf =
+        parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("protobuf"));
+    let eviction: Value = if eviction.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else if protobuf {
+        crate::api::protobuf::decode(&eviction)?
+    } else {
+        serde_json::from_slice(&eviction)
+            .map_err(|e| ApiError::bad_request(format!("Eviction is not valid JSON: {e}")))?
+    };
+    let options = eviction.get("deleteOptions").cloned().unwrap_or_else(|| json!({}));
+    let mut parts = parts;
+    parts.headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    let delete_req = Request::from_parts(parts, axum::body::Body::from(options.to_string()));
+    let opts = delete_options(delete_req).await?;
+    if !opts.dry_run {
+        state.delete_obj(target.res, target.namespace.as_deref(), name_of(&target), &opts).await?;
+    }
+    let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201});
+    Ok(crate::api::errors::json_response(StatusCode::CREATED, &status))
+}
+
 pub async fn delete_collection(state: Arc<AppState>, target: Target, req: Request) -> ApiResult<Response> {
     let query = query_map(&req);
     let mut list_opts = list_options(&query)?;
