@@ -265,11 +265,14 @@ impl NodeInfo {
 pub struct Candidate<'a> {
     pub pod: &'a Pod,
     pub usage: PodUsage,
+    /// The nodes holding the data of the pod's PersistentVolumeClaims (their `selected-node`): the pod
+    /// can run only there (a claim is a directory on one node).
+    pub volume_nodes: Vec<String>,
 }
 
 impl<'a> Candidate<'a> {
     pub fn new(pod: &'a Pod) -> Self {
-        Self { pod, usage: PodUsage::of(pod) }
+        Self { pod, usage: PodUsage::of(pod), volume_nodes: Vec::new() }
     }
 
     fn tolerations(&self) -> &[Toleration] {
@@ -301,6 +304,9 @@ pub fn filter(pod: &Candidate<'_>, ctx: &Context, node: &NodeInfo, used: &NodeUs
     }
     if let Some(reason) = ctx.filter(node) {
         return vec![reason];
+    }
+    if pod.volume_nodes.iter().any(|n| *n != node.name) {
+        return vec!["node(s) had volume node affinity conflict".into()];
     }
     let wanted = &pod.usage.host_ports;
     if wanted.iter().any(|w| used.host_ports.iter().any(|u| ports_conflict(w, u))) {
@@ -535,5 +541,19 @@ mod tests {
         .unwrap();
         let not_ready = node("nr", "1", "1Gi", false);
         assert_eq!(schedule_pods(&tolerant, &[&not_ready], &BTreeMap::new()).unwrap(), "nr");
+    }
+
+    #[test]
+    fn a_pod_follows_its_claims_data() {
+        let nodes: Vec<NodeInfo> = ["a", "b"].iter().map(|n| NodeInfo::of(&node(n, "4", "8Gi", true))).collect();
+        let p = pod(None, None);
+        let mut candidate = Candidate::new(&p);
+        candidate.volume_nodes = vec!["b".into()];
+        assert_eq!(schedule(&candidate, &nodes, &HashMap::new(), 0), Ok("b"));
+        candidate.volume_nodes = vec!["a".into(), "b".into()];
+        assert_eq!(
+            schedule(&candidate, &nodes, &HashMap::new(), 0),
+            Err("0/2 nodes are available: 2 node(s) had volume node affinity conflict.".into())
+        );
     }
 }

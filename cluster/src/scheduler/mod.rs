@@ -15,6 +15,7 @@
 
 pub mod affinity;
 pub mod filter;
+mod volumes;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -31,7 +32,7 @@ use serde_json::json;
 use filter::{Candidate, NodeInfo, NodeUsage, PodUsage};
 
 /// Bindings in flight at once.
-const BIND_CONCURRENCY: usize = 16;
+const BIND_CONCURRENCY: usize = 64;
 
 /// How often unschedulable pods are retried when nothing prompts it.
 const RETRY_PERIOD: Duration = Duration::from_secs(10);
@@ -330,12 +331,16 @@ impl Scheduler {
         let mut unschedulable: Vec<(String, Arc<Pod>, String)> = vec![];
         self.cache.node_list();
         for (uid, pod) in queued {
-            let candidate = Candidate::new(&pod);
+            let mut candidate = Candidate::new(&pod);
+            let claims = volumes::claims_of(&self.client, &pod).await;
+            candidate.volume_nodes = claims.iter().filter_map(|c| c.node.clone()).collect();
             let nodes = &self.cache.node_list;
             let start = if nodes.is_empty() { 0 } else { self.next_start % nodes.len() };
             match filter::schedule(&candidate, nodes, &self.cache.usage, start) {
                 Ok(node) => {
                     let node = node.to_string();
+                    // Unplaced claims get their data where the pod goes (WaitForFirstConsumer).
+                    volumes::select_node(&self.client, &claims, &node).await;
                     self.next_start = start + 1;
                     let entry = PodEntry::Placed { node: node.clone(), usage: candidate.usage, assumed: true };
                     self.cache.set_pod(&uid, Some(entry));
