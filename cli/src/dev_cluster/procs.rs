@@ -189,9 +189,7 @@ pub async fn wait_server_files(node: &NodeState, timeout: Duration) -> anyhow::R
 /// An error with the end of the daemon's log when process `pid` has exited.
 pub fn check_alive(pid: Option<u32>, log: &Path) -> anyhow::Result<()> {
     let Some(pid) = pid else { return Ok(()) };
-    let alive = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|stat| stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().next()) != Some("Z"));
-    if alive {
+    if alive(pid) {
         return Ok(());
     }
     let text = std::fs::read_to_string(log).unwrap_or_default();
@@ -219,7 +217,7 @@ pub async fn stop(pid: u32, node_dir: &Path, crash: bool, grace: Duration) {
     }
     signal(pid, if crash { libc::SIGKILL } else { libc::SIGTERM });
     let deadline = Instant::now() + grace;
-    while is_ours(pid, node_dir) && !is_zombie(pid) {
+    while is_ours(pid, node_dir) && alive(pid) {
         if Instant::now() > deadline {
             signal(pid, libc::SIGKILL);
             break;
@@ -228,9 +226,10 @@ pub async fn stop(pid: u32, node_dir: &Path, crash: bool, grace: Duration) {
     }
 }
 
-fn is_zombie(pid: u32) -> bool {
+/// Whether process `pid` exists and has not exited (a zombie, not yet reaped by its parent, has).
+fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|stat| stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().next()) == Some("Z"))
+        .is_ok_and(|stat| stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().next()) != Some("Z"))
 }
 
 /// Removes every container of the node's dockerd (so no container process outlives the node). Best effort.

@@ -150,10 +150,11 @@ impl ImageStore {
     /// The ID and archive of the image a pod names (by tag, or by its ID).
     pub fn find(&self, reference: &str) -> Option<(String, PathBuf)> {
         let index = self.index.lock().expect("image index lock");
-        let id = index.get(&normalize(reference)).cloned().or_else(|| {
-            let id = if reference.starts_with("sha256:") { reference.to_string() } else { return None };
-            index.values().any(|v| *v == id).then_some(id)
-        })?;
+        let id = match index.get(&normalize(reference)) {
+            Some(id) => id.clone(),
+            None if reference.starts_with("sha256:") && index.values().any(|v| v == reference) => reference.to_string(),
+            None => return None,
+        };
         let path = self.archive_path(&id);
         path.exists().then_some((id, path))
     }

@@ -146,7 +146,7 @@ fn term_selects(term: &PodAffinityTerm, pod_namespace: &str, other: &PodMeta) ->
 
 impl Context {
     /// One pass over every node's pods. Cheap when the pod has no rule about other pods.
-    pub fn new(pod: &Pod, nodes: &[NodeInfo], usage: &HashMap<String, NodeUsage>) -> Context {
+    pub fn new(pod: &Pod, me: &PodMeta, nodes: &[NodeInfo], usage: &HashMap<String, NodeUsage>) -> Context {
         let spec = pod.spec.as_ref();
         let affinity = spec.and_then(|s| s.affinity.as_ref());
         let anti_terms: Vec<&PodAffinityTerm> = affinity
@@ -162,7 +162,6 @@ impl Context {
             .flatten()
             .collect();
         let constraints = spec.and_then(|s| s.topology_spread_constraints.as_deref()).unwrap_or_default();
-        let me = PodMeta::of(pod);
         let preferred_nodes = affinity
             .and_then(|a| a.node_affinity.as_ref())
             .is_some_and(|n| n.preferred_during_scheduling_ignored_during_execution.is_some());

@@ -366,7 +366,7 @@ pub fn schedule<'n>(
     let mut best: Option<(i64, &str)> = None;
     let mut found = 0;
     let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
-    let ctx = Context::new(pod.pod, nodes, usage);
+    let ctx = Context::new(pod.pod, &pod.usage.meta, nodes, usage);
     let n = nodes.len();
     for i in 0..n {
         let node = &nodes[(start + i) % n];

@@ -374,18 +374,26 @@ pub async fn patch(state: Arc<AppState>, target: Target, req: Request) -> ApiRes
 /// DeleteOptions from the body (JSON) and the query (query wins where both give a value).
 async fn delete_options(req: Request) -> ApiResult<DeleteOptions> {
     let query = query_map(&req);
+    let body = small_body(req, "DeleteOptions").await?;
+    delete_options_of(&query, &body)
+}
+
+/// The body of a small request object (DeleteOptions, Eviction) as JSON: empty is `{}`, and protobuf is
+/// decoded, since client-go's typed clients (kubectl drain) send these as protobuf.
+async fn small_body(req: Request, kind: &str) -> ApiResult<Value> {
     let protobuf =
         req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("protobuf"));
     let bytes = read_body(req).await?;
-    let body: Value = if bytes.iter().all(u8::is_ascii_whitespace) {
-        json!({})
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        Ok(json!({}))
     } else if protobuf {
-        // client-go's typed Delete (kubectl drain) sends DeleteOptions as protobuf.
-        crate::api::protobuf::decode(&bytes)?
+        crate::api::protobuf::decode(&bytes)
     } else {
-        serde_json::from_slice(&bytes)
-            .map_err(|e| ApiError::bad_request(format!("DeleteOptions are not valid JSON: {e}")))?
-    };
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("{kind} is not valid JSON: {e}")))
+    }
+}
+
+fn delete_options_of(query: &std::collections::HashMap<String, String>, body: &Value) -> ApiResult<DeleteOptions> {
     let mut opts = DeleteOptions {
         grace_period_seconds: body.get("gracePeriodSeconds").and_then(Value::as_i64),
         propagation_policy: body.get("propagationPolicy").and_then(Value::as_str).map(str::to_string),
@@ -394,7 +402,7 @@ async fn delete_options(req: Request) -> ApiResult<DeleteOptions> {
             .pointer("/preconditions/resourceVersion")
             .and_then(Value::as_str)
             .map(str::to_string),
-        dry_run: validation::delete_dry_run(&query, &body)?,
+        dry_run: validation::delete_dry_run(query, body)?,
     };
     if let Some(grace) = query.get("gracePeriodSeconds") {
         opts.grace_period_seconds =
@@ -444,23 +452,9 @@ pub async fn delete(state: Arc<AppState>, target: Target, req: Request) -> ApiRe
 /// answered with kube-apiserver's 201 Success Status. PodDisruptionBudgets are not served here, so
 /// nothing can refuse an eviction (kube answers 429 when a budget would be broken).
 pub async fn evict(state: Arc<AppState>, target: Target, req: Request) -> ApiResult<Response> {
-    let (parts, body) = req.into_parts();
-    let eviction = read_body(Request::from_parts(parts.clone(), body)).await?;
-    let protobuf =
-        parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("protobuf"));
-    let eviction: Value = if eviction.iter().all(u8::is_ascii_whitespace) {
-        json!({})
-    } else if protobuf {
-        crate::api::protobuf::decode(&eviction)?
-    } else {
-        serde_json::from_slice(&eviction)
-            .map_err(|e| ApiError::bad_request(format!("Eviction is not valid JSON: {e}")))?
-    };
-    let options = eviction.get("deleteOptions").cloned().unwrap_or_else(|| json!({}));
-    let mut parts = parts;
-    parts.headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
-    let delete_req = Request::from_parts(parts, axum::body::Body::from(options.to_string()));
-    let opts = delete_options(delete_req).await?;
+    let query = query_map(&req);
+    let eviction = small_body(req, "Eviction").await?;
+    let opts = delete_options_of(&query, eviction.get("deleteOptions").unwrap_or(&json!({})))?;
     if !opts.dry_run {
         state.delete_obj(target.res, target.namespace.as_deref(), name_of(&target), &opts).await?;
     }
